@@ -1,0 +1,64 @@
+# telestack — one entry point for people and CI.  `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
+
+.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@echo "[setup] creating $(VENV) and installing telestack with its dev tools"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed ## the virtualenv with telestack and its dev tools
+
+servers: venv ## install Kafka, Mosquitto and InfluxDB natively (cached in ~/.cache/telestack)
+	@$(VENV)/bin/telestack native install
+
+setup: venv servers ## everything the tests need
+
+test: ## install what is missing, start the servers, run the whole suite, stop them
+	@t0=$$(date +%s); \
+	$(MAKE) --no-print-directory setup || exit $$?; \
+	t1=$$(date +%s); \
+	$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	t2=$$(date +%s); \
+	echo "[make test] setup took $$((t1 - t0)) s, tests took $$((t2 - t1)) s"; \
+	exit $$status
+
+test-unit: venv ## only the tests that need no server
+	@$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: venv ## ruff (style, bugs, no print) and mypy
+	@$(VENV)/bin/ruff check services tests benchmarks
+	@$(VENV)/bin/ruff format --check services tests benchmarks
+	@$(VENV)/bin/mypy
+
+format: venv ## apply ruff's fixes and formatting
+	@$(VENV)/bin/ruff check --fix services tests benchmarks
+	@$(VENV)/bin/ruff format services tests benchmarks
+
+services-up: servers ## start Kafka, Mosquitto and InfluxDB in the background (./.native)
+	@$(VENV)/bin/telestack native up
+
+services-down: venv ## stop them
+	@$(VENV)/bin/telestack native down
+
+bench: ## every benchmark; each ends with one JSON line of figures
+	@for target in $$(grep -oE '^bench-[a-z0-9-]+' $(MAKEFILE_LIST) | sort -u); do \
+		echo "== $$target"; $(MAKE) --no-print-directory $$target || exit $$?; done
+
+bench-lineproto: venv ## line protocol serialize and parse, lines/s
+	@$(PY) -m benchmarks.lineproto
+
+clean: services-down ## stop servers, remove the virtualenv and run data (keeps the build cache)
+	rm -rf $(VENV) .native .pytest_cache .mypy_cache .ruff_cache

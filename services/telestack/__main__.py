@@ -1,0 +1,3 @@
+from telestack.cli import main
+
+raise SystemExit(main())

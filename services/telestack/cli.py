@@ -1,0 +1,65 @@
+"""The ``telestack`` command: one subcommand per service or tool, each with its own ``--help``.
+
+Subcommand modules are imported only when chosen, so ``telestack --help`` stays fast. A command module
+provides ``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (its exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from telestack import __version__
+from telestack.core.errors import TelestackError
+
+__all__ = ["COMMANDS", "main"]
+
+# name → (module, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "native": (
+        "telestack.native.command",
+        "install, start and stop Kafka, Mosquitto and InfluxDB without Docker",
+    ),
+}
+
+
+def _overview() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in sorted(COMMANDS.items())]
+    return "commands:\n" + "\n".join(lines) + "\n\nRun 'telestack <command> --help' for a command's options."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    top = argparse.ArgumentParser(
+        prog="telestack",
+        description="telestack: telemetry from devices and vehicles through Kafka into InfluxDB and Grafana.",
+        epilog=_overview(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"telestack {__version__}")
+    top.add_argument("command", choices=sorted(COMMANDS), metavar="command", help="what to run (see below)")
+    if not args or args[0].startswith("-"):
+        top.parse_args(args or ["--help"])
+        return 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        top.parse_args([name])  # prints the list of valid commands and exits 2
+    module_name, summary = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"telestack {name}", description=summary)
+    module.configure(parser)
+    parsed = parser.parse_args(rest)
+    try:
+        return int(module.run(parsed) or 0)
+    except TelestackError as exc:
+        print(f"telestack {name}: error: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's last word
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The exceptions telestack raises; third-party errors are translated at the boundary with ``raise ... from``.
+
+    TelestackError
+    ├── ConfigError            invalid or missing setting, found at start (names the setting)
+    ├── LineProtocolError      a line that cannot be parsed or a point that cannot be written
+    ├── KafkaError             the Kafka client failed
+    │   └── DeliveryError      a record was not confirmed by the broker
+    └── ServerError            a native server (Kafka, Mosquitto, InfluxDB) could not be installed or started
+
+Each service package adds its own subtree in its own ``errors.py``, rooted at `TelestackError`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DeliveryError", "KafkaError", "LineProtocolError", "ServerError", "TelestackError"]
+
+
+class TelestackError(Exception):
+    """Base of every telestack exception."""
+
+
+class ConfigError(TelestackError):
+    """A setting is missing or invalid; the message names the setting and how to fix it."""
+
+
+class LineProtocolError(TelestackError, ValueError):
+    """A line of line protocol that cannot be parsed, or a point that cannot be serialized."""
+
+    def __init__(self, reason: str, *, line_no: int | None = None, line: str | None = None) -> None:
+        self.reason = reason
+        self.line_no = line_no
+        self.line = line
+        where = f"line {line_no}: " if line_no is not None else ""
+        super().__init__(where + reason)
+
+
+class KafkaError(TelestackError):
+    """The Kafka client reported an error."""
+
+
+class DeliveryError(KafkaError):
+    """A produced record was not acknowledged by the broker."""
+
+
+class ServerError(TelestackError):
+    """A native server could not be installed, started or reached."""

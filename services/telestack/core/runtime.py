@@ -1,0 +1,195 @@
+"""What every service process shares: structured logs, graceful shutdown, ``/healthz`` and ``/metrics``.
+
+A service's ``main`` calls `configure_logging`, creates a `Shutdown` (SIGTERM and SIGINT set it), starts a
+`HealthServer` with its health checks, and runs its loop until ``shutdown.is_set()``; then it drains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+from telestack.core.settings import HttpSettings, LogSettings
+
+__all__ = [
+    "HealthCheck",
+    "HealthServer",
+    "ServiceRuntime",
+    "Shutdown",
+    "configure_logging",
+    "get_logger",
+    "service_runtime",
+]
+
+get_logger = structlog.get_logger
+
+
+def configure_logging(settings: LogSettings, service: str) -> None:
+    """Structured logs to stderr: JSON lines for machines, key=value for a terminal."""
+    use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    level = logging.getLevelName(settings.level)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    # Third-party libraries log through the stdlib; keep them at WARNING on stderr.
+    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(name)s %(message)s")
+
+
+class Shutdown:
+    """Set by SIGTERM/SIGINT (or by code); services poll `is_set` or `wait` in their loop."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def install(self) -> Shutdown:
+        """Route SIGTERM and SIGINT here (main thread only). A second signal exits at once."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._event.is_set():
+            raise SystemExit(128 + signum)
+        self.set(signal.Signals(signum).name)
+
+    def set(self, reason: str = "requested") -> None:
+        self.reason = reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        return self._event.wait(timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """A named check; `probe` returns (healthy, detail)."""
+
+    name: str
+    probe: Callable[[], tuple[bool, str]]
+
+
+class HealthServer:
+    """Serves ``GET /healthz`` (200 or 503 with a JSON body naming each check) and ``GET /metrics``."""
+
+    def __init__(
+        self,
+        settings: HttpSettings,
+        checks: list[HealthCheck] | None = None,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self.checks = list(checks or [])
+        self.registry = registry
+        self.started_at = time.time()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] == "/healthz":
+                    healthy, body = server.health()
+                    self._send(200 if healthy else 503, "application/json", json.dumps(body).encode())
+                elif self.path.split("?")[0] == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(server.registry))
+                else:
+                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: scraped every few seconds
+                return
+
+        self._httpd = ThreadingHTTPServer((settings.host, settings.port), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="health-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def add_check(self, name: str, probe: Callable[[], tuple[bool, str]]) -> None:
+        self.checks.append(HealthCheck(name, probe))
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        results: dict[str, Any] = {}
+        healthy = True
+        for check in self.checks:
+            try:
+                ok, detail = check.probe()
+            except Exception as exc:  # a broken probe is an unhealthy service, not a crashed endpoint
+                ok, detail = False, f"probe raised {exc!r}"
+            healthy = healthy and ok
+            results[check.name] = {"ok": ok, "detail": detail}
+        return healthy, {"status": "ok" if healthy else "failing", "checks": results}
+
+    def start(self) -> HealthServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRuntime:
+    """What a running service gets from `service_runtime`."""
+
+    shutdown: Shutdown
+    health: HealthServer
+    log: Any
+
+
+@contextlib.contextmanager
+def service_runtime(name: str, log_settings: LogSettings, http: HttpSettings) -> Iterator[ServiceRuntime]:
+    """Logs configured, SIGTERM/SIGINT routed to a `Shutdown`, /healthz and /metrics served; torn down after.
+
+    Usage in a service's ``run``::
+
+        with service_runtime("influx-writer", settings.log, settings.influx_writer.http) as rt:
+            rt.health.add_check("kafka", ...)
+            while not rt.shutdown.is_set():
+                ...
+    """
+    configure_logging(log_settings, name)
+    log = get_logger(name)
+    shutdown = Shutdown().install()
+    health = HealthServer(http).start()
+    log.info("started", health=f"http://{http.host}:{health.port}/healthz")
+    try:
+        yield ServiceRuntime(shutdown, health, log)
+    finally:
+        health.stop()
+        log.info("stopped", reason=shutdown.reason or "loop ended")

@@ -1,0 +1,224 @@
+"""Typed settings: a YAML file, then ``TELESTACK_*`` environment variables (and ``.env``), then CLI flags.
+
+One file (``config/telestack.yaml`` by default) holds the shared sections (``kafka``, ``influx``, ``mqtt``,
+``log``) and one section per service (``influx_writer``, ``mqtt_bridge``, ...). Every service has its own
+settings class built on `TelestackSettings` and declares only the sections it uses. Nested values are
+overridden from the environment with ``__`` between levels::
+
+    TELESTACK_KAFKA__BOOTSTRAP_SERVERS=kafka:9092
+    TELESTACK_INFLUX__TOKEN=...            # secrets come from the environment or .env, never from git
+
+`load_settings` is called once in a service's ``main``; a missing or invalid value raises `ConfigError`
+naming the setting (its YAML path and its environment variable).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from telestack.core.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "ENV_PREFIX",
+    "HttpSettings",
+    "InfluxSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "MqttSettings",
+    "Section",
+    "TelestackSettings",
+    "TopicSettings",
+    "env_name",
+    "load_settings",
+]
+
+ENV_PREFIX = "TELESTACK_"
+ENV_NESTED_DELIMITER = "__"
+DEFAULT_CONFIG_PATH = Path("config/telestack.yaml")
+
+# Values that people leave in place from examples; refused so a deployment never runs with them.
+_PLACEHOLDER_SECRETS = frozenset(
+    {"", "admin", "changeme", "change-me", "password", "secret", "token", "telestack", "example", "xxx"}
+)
+
+_config_path: ContextVar[Path | None] = ContextVar("telestack_config_path", default=None)
+
+
+def env_name(*path: str) -> str:
+    """The environment variable that overrides a setting: ``env_name("kafka", "bootstrap_servers")``."""
+    return ENV_PREFIX + ENV_NESTED_DELIMITER.join(part.upper() for part in path)
+
+
+def check_secret(value: SecretStr | None, name: str) -> SecretStr | None:
+    """Refuse example or placeholder secrets; `name` is the setting's dotted path."""
+    if value is not None and value.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
+        raise ValueError(f"{name} is empty or a placeholder; set a real secret (see .env.example)")
+    return value
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, so a typo in YAML fails at start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicSettings(Section):
+    telemetry: str = Field("telemetry", description="line protocol records, key = device id")
+    dlq: str = Field("telemetry.dlq", description="rejected input, with the reason in headers")
+    can_raw: str = Field("can.raw", description="raw CAN frames, for re-decoding and replay")
+    alerts: str = Field("alerts", description="alert state changes (JSON)")
+    commands: str = Field("commands", description="device commands and their acks (JSON)")
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    client_id: str = Field("telestack", description="client.id sent to the brokers")
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4", description="producer compression codec"
+    )
+    linger_ms: int = Field(20, ge=0, description="producer batching delay, ms")
+    message_timeout_ms: int = Field(
+        300_000, ge=1_000, description="how long the producer retries a record before reporting it failed, ms"
+    )
+    topics: TopicSettings = Field(default_factory=lambda: TopicSettings())
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra librdkafka settings (security.protocol, sasl.*, ssl.*), applied last",
+    )
+
+
+class InfluxSettings(Section):
+    url: str = Field("http://127.0.0.1:8086", description="InfluxDB 2 base URL")
+    org: str = Field("telestack", description="organization name")
+    bucket: str = Field("telemetry", description="bucket raw telemetry is written to")
+    token: SecretStr | None = Field(None, description="API token (set it from the environment)")
+    timeout_ms: int = Field(10_000, ge=100, description="HTTP timeout, ms")
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_secret(value, "influx.token")
+
+    def require_token(self) -> str:
+        if self.token is None:
+            raise ConfigError(f"influx.token is not set; export {env_name('influx', 'token')} (see .env.example)")
+        return self.token.get_secret_value()
+
+
+class MqttSettings(Section):
+    host: str = Field("127.0.0.1", description="MQTT broker host")
+    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    username: str | None = Field(None, description="MQTT user (Mosquitto runs with auth on)")
+    password: SecretStr | None = Field(None, description="MQTT password (set it from the environment)")
+    client_id: str = Field("telestack", description="MQTT client id; fixed so the session survives restarts")
+    tls: bool = Field(False, description="connect with TLS")
+    ca_file: Path | None = Field(None, description="CA certificate for TLS")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive, s")
+
+    @field_validator("password")
+    @classmethod
+    def _password_not_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        return check_secret(value, "mqtt.password")
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json for machines, console for people; auto picks console on a terminal"
+    )
+
+
+class HttpSettings(Section):
+    """Where a service serves /healthz and /metrics."""
+
+    host: str = Field("127.0.0.1", description="bind address of /healthz and /metrics (0.0.0.0 in containers)")
+    port: int = Field(0, ge=0, le=65535, description="port of /healthz and /metrics; 0 picks a free one")
+
+
+class TelestackSettings(BaseSettings):
+    """Common base of every service's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # the shared YAML holds other services' sections too
+        frozen=True,
+    )
+
+    log: LogSettings = Field(default_factory=lambda: LogSettings())
+    kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        path = _config_path.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+S = TypeVar("S", bound=TelestackSettings)
+
+
+def _describe_location(loc: tuple[int | str, ...]) -> str:
+    path = [str(part) for part in loc]
+    dotted = ".".join(path)
+    if all(isinstance(part, str) for part in loc):
+        return f"{dotted} (env {env_name(*path)})"
+    return dotted
+
+
+def load_settings(
+    cls: type[S],
+    config: Path | str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> S:
+    """Build settings of `cls` from `config` (YAML), the environment and `overrides` (highest precedence).
+
+    `config` defaults to ``$TELESTACK_CONFIG`` or ``config/telestack.yaml`` when that file exists.
+    Raises `ConfigError` naming each invalid setting.
+    """
+    path: Path | None
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (pass --config PATH or set TELESTACK_CONFIG)")
+    elif os.environ.get("TELESTACK_CONFIG"):
+        path = Path(os.environ["TELESTACK_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"TELESTACK_CONFIG points at {path}, which does not exist")
+    else:
+        path = DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+    token = _config_path.set(path)
+    try:
+        return cls(**dict(overrides or {}))
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  - {_describe_location(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        source = f" (config file {path})" if path else ""
+        raise ConfigError(f"invalid settings{source}:\n{problems}") from None
+    finally:
+        _config_path.reset(token)

@@ -1,0 +1,141 @@
+"""The three infrastructure servers together: install, start, provision, describe, stop.
+
+A run directory holds each server's data and log, ``endpoints.json`` (addresses and generated credentials,
+mode 0600) and ``pids.json`` (so ``telestack native down`` in another process can stop them). Credentials are
+generated once per run directory and reused, so data and logins survive ``down``/``up``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+
+from telestack.native.endpoints import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint
+from telestack.native.servers import (
+    InfluxServer,
+    KafkaServer,
+    MosquittoServer,
+    NativeServer,
+    report,
+    stop_process_group,
+)
+
+__all__ = ["NativeStack", "default_run_dir"]
+
+ORG = "telestack"
+BUCKET = "telemetry"
+MQTT_USER = "telestack"
+INFLUX_USER = "telestack-admin"
+
+
+def default_run_dir() -> Path:
+    return Path(os.environ.get("TELESTACK_NATIVE_DIR", ".native")).resolve()
+
+
+class NativeStack:
+    """Kafka, Mosquitto and InfluxDB as local processes under `run_dir`."""
+
+    def __init__(self, run_dir: Path, *, ports: dict[str, int] | None = None) -> None:
+        ports = ports or {}
+        self.run_dir = run_dir
+        self.kafka = KafkaServer(run_dir / "kafka", ports.get("kafka"), ports.get("kafka_controller"))
+        self.mosquitto = MosquittoServer(run_dir / "mosquitto", ports.get("mqtt"))
+        self.influx = InfluxServer(run_dir / "influxdb", ports.get("influx"))
+        self.endpoints: Endpoints | None = None
+
+    @property
+    def servers(self) -> tuple[NativeServer, ...]:
+        return (self.kafka, self.mosquitto, self.influx)
+
+    @property
+    def endpoints_path(self) -> Path:
+        return self.run_dir / "endpoints.json"
+
+    @property
+    def pids_path(self) -> Path:
+        return self.run_dir / "pids.json"
+
+    def install(self) -> None:
+        started = time.monotonic()
+        for server in self.servers:
+            report(f"installing {server.name} (cached under $TELESTACK_CACHE after the first time)")
+            server.install()
+        report(f"servers installed in {time.monotonic() - started:.1f} s")
+
+    def _credentials(self) -> tuple[str, str, str]:
+        """(mqtt password, influx password, influx token): reused from a previous run of this directory."""
+        if self.endpoints_path.exists():
+            previous = Endpoints.load(self.endpoints_path)
+            return previous.mqtt.password, previous.influx.password, previous.influx.token
+        return secrets.token_urlsafe(18), secrets.token_urlsafe(18), secrets.token_urlsafe(48)
+
+    def start(self) -> Endpoints:
+        """Install if needed, start the three servers in parallel, provision them; returns their endpoints."""
+        if self.kafka.libs is None or self.mosquitto.binary is None or self.influx.binary is None:
+            self.install()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        mqtt_password, influx_password, influx_token = self._credentials()
+        self.mosquitto.add_user(MQTT_USER, mqtt_password)
+        started = time.monotonic()
+        for server in self.servers:
+            server.start()
+        self.pids_path.write_text(
+            json.dumps({s.name: s.process.pid for s in self.servers if s.process is not None}) + "\n"
+        )
+        try:
+            with ThreadPoolExecutor(len(self.servers)) as pool:
+                for future in [pool.submit(server.wait_ready) for server in self.servers]:
+                    future.result()
+            self.influx.setup(
+                username=INFLUX_USER, password=influx_password, org=ORG, bucket=BUCKET, token=influx_token
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = Endpoints(
+            kafka=KafkaEndpoint(f"127.0.0.1:{self.kafka.port}", self.kafka.version()),
+            mqtt=MqttEndpoint("127.0.0.1", self.mosquitto.port, MQTT_USER, mqtt_password, self.mosquitto.version()),
+            influx=InfluxEndpoint(
+                url=self.influx.url,
+                org=ORG,
+                bucket=BUCKET,
+                token=influx_token,
+                username=INFLUX_USER,
+                password=influx_password,
+                version=self.influx.version(),
+            ),
+        )
+        self.endpoints.save(self.endpoints_path)
+        report(f"servers ready in {time.monotonic() - started:.1f} s: {self.endpoints.versions()}")
+        return self.endpoints
+
+    def stop(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        self.pids_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Endpoints:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def stop_run_dir(run_dir: Path) -> list[str]:
+    """Stop the servers a previous ``up`` started in `run_dir` (from another process); returns their names."""
+    pids_path = run_dir / "pids.json"
+    if not pids_path.exists():
+        return []
+    pids: dict[str, int] = json.loads(pids_path.read_text())
+    for name, pid in pids.items():
+        report(f"stopping {name} (pid {pid})")
+        stop_process_group(pid)
+    pids_path.unlink()
+    return list(pids)

@@ -1,0 +1,155 @@
+"""Session-wide real servers (Kafka, Mosquitto, InfluxDB) and per-test helpers built on them.
+
+Tests ask for `kafka`, `mqtt` or `influx` (endpoints) and get real servers: see `tests/infrastructure.py`
+for where they come from. One set of servers serves the whole session; tests isolate themselves with
+fresh topics (`topic`), buckets (`bucket`) and MQTT topic prefixes (`mqtt_prefix`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt_client
+import pytest
+from influxdb_client import InfluxDBClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from telestack.core.kafka import ensure_topics
+from telestack.core.settings import InfluxSettings, KafkaSettings, MqttSettings
+from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
+from tests.infrastructure import choose_backend, docker_servers, native_servers
+
+SERVER_FIXTURES = {"endpoints", "kafka", "mqtt", "influx", "native_stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def _servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Endpoints, NativeStack | None]]:
+    backend = choose_backend()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    started = time.monotonic()
+    context = docker_servers() if backend == "docker" else native_servers(tmp_path_factory.mktemp("native"))
+    with context as (endpoints, stack):
+        if reporter is not None:
+            reporter.write_line(
+                f"\ntest servers ({backend}, ready in {time.monotonic() - started:.1f} s): {endpoints.versions()}"
+            )
+        yield endpoints, stack
+
+
+@pytest.fixture(scope="session")
+def endpoints(_servers: tuple[Endpoints, NativeStack | None]) -> Endpoints:
+    return _servers[0]
+
+
+@pytest.fixture(scope="session")
+def native_stack(_servers: tuple[Endpoints, NativeStack | None]) -> NativeStack:
+    """The native servers themselves, for tests that stop or kill them (fault tests)."""
+    if _servers[1] is None:
+        pytest.fail("this test needs servers it may restart: run it with TELESTACK_TEST_BACKEND=native")
+    return _servers[1]
+
+
+@pytest.fixture(scope="session")
+def kafka(endpoints: Endpoints) -> KafkaEndpoint:
+    return endpoints.kafka
+
+
+@pytest.fixture(scope="session")
+def mqtt(endpoints: Endpoints) -> MqttEndpoint:
+    return endpoints.mqtt
+
+
+@pytest.fixture(scope="session")
+def influx(endpoints: Endpoints) -> InfluxEndpoint:
+    return endpoints.influx
+
+
+@pytest.fixture
+def kafka_settings(kafka: KafkaEndpoint) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka.bootstrap_servers, linger_ms=5)
+
+
+@pytest.fixture
+def mqtt_settings(mqtt: MqttEndpoint) -> MqttSettings:
+    return MqttSettings(
+        host=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password,  # type: ignore[arg-type]
+        client_id=f"test-{uuid.uuid4().hex[:8]}",
+    )
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for names (topics, buckets, groups, client ids)."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def topic(kafka_settings: KafkaSettings, unique: str) -> str:
+    """A fresh Kafka topic with 3 partitions."""
+    name = f"test-{unique}"
+    ensure_topics(kafka_settings, {name: 3})
+    return name
+
+
+@pytest.fixture
+def bucket(influx: InfluxEndpoint, unique: str) -> Iterator[str]:
+    """A fresh InfluxDB bucket, deleted after the test."""
+    with InfluxDBClient(url=influx.url, token=influx.token, org=influx.org) as client:
+        api = client.buckets_api()
+        created = api.create_bucket(bucket_name=f"test-{unique}", org=influx.org)
+        yield str(created.name)
+        api.delete_bucket(created)
+
+
+@pytest.fixture
+def influx_settings(influx: InfluxEndpoint, bucket: str) -> InfluxSettings:
+    return InfluxSettings(url=influx.url, org=influx.org, bucket=bucket, token=influx.token)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def mqtt_prefix(unique: str) -> str:
+    """A topic prefix no other test uses."""
+    return f"test/{unique}"
+
+
+@pytest.fixture
+def connect_mqtt(mqtt: MqttEndpoint) -> Iterator[Callable[..., mqtt_client.Client]]:
+    """Factory: a connected paho client (MQTT 3.1.1) with the loop running; disconnected after the test."""
+    clients: list[mqtt_client.Client] = []
+
+    def connect(client_id: str = "", clean_session: bool = True) -> mqtt_client.Client:
+        client = mqtt_client.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+        client.username_pw_set(mqtt.username, mqtt.password)
+        client.connect(mqtt.host, mqtt.port)
+        client.loop_start()
+        deadline = time.monotonic() + 10
+        while not client.is_connected():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"MQTT connect to {mqtt.host}:{mqtt.port} timed out")
+            time.sleep(0.02)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return Path(__file__).parent / "data"

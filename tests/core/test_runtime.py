@@ -1,0 +1,57 @@
+"""Runtime: /healthz and /metrics over real HTTP, signals set the shutdown event."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from telestack.core.runtime import HealthServer, Shutdown
+from telestack.core.settings import HttpSettings
+
+
+def test_healthz_reports_each_check_and_fails_when_one_fails() -> None:
+    registry = CollectorRegistry()
+    Counter("telestack_demo_total", "demo counter", registry=registry).inc(3)
+    state = {"kafka": True}
+    server = HealthServer(HttpSettings(port=0), registry=registry)
+    server.add_check("kafka", lambda: (state["kafka"], "connected" if state["kafka"] else "broker down"))
+    server.add_check("broken", lambda: (True, "ok"))
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        response = httpx.get(f"{base}/healthz")
+        assert response.status_code == 200
+        assert response.json()["checks"]["kafka"] == {"ok": True, "detail": "connected"}
+        state["kafka"] = False
+        response = httpx.get(f"{base}/healthz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "failing"
+        metrics = httpx.get(f"{base}/metrics")
+        assert "telestack_demo_total 3.0" in metrics.text
+        assert httpx.get(f"{base}/nope").status_code == 404
+    finally:
+        server.stop()
+
+
+def test_a_probe_that_raises_is_unhealthy_not_a_crash() -> None:
+    server = HealthServer(HttpSettings(port=0), registry=CollectorRegistry())
+    server.add_check("boom", lambda: 1 / 0)  # type: ignore[arg-type,return-value]
+    healthy, body = server.health()
+    assert not healthy
+    assert "ZeroDivisionError" in body["checks"]["boom"]["detail"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_sets_shutdown(signum: int) -> None:
+    previous = signal.getsignal(signum)
+    shutdown = Shutdown().install()
+    try:
+        os.kill(os.getpid(), signum)
+        assert shutdown.wait(5)
+        assert shutdown.reason == signal.Signals(signum).name
+    finally:
+        signal.signal(signum, previous)
