@@ -18,6 +18,7 @@ __all__ = ["COMMANDS", "main"]
 
 # name → (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("telestack.simulators.command", "run a simulated vehicle (CAN) or MQTT devices"),
     "native": (
         "telestack.native.command",
         "install, start and stop Kafka, Mosquitto and InfluxDB without Docker",

@@ -1,0 +1,1 @@
+"""Simulated devices and vehicles, so a fresh stack shows live data and tests have real peers."""

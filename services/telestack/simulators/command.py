@@ -1,0 +1,24 @@
+"""``telestack simulate <kind>``: run one simulator (a vehicle on CAN, fermenters, a meter or a plug on MQTT)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+__all__ = ["KINDS", "configure", "run"]
+
+# kind → (module, one-line summary); each module provides configure(parser) and run(args) -> int.
+KINDS: dict[str, tuple[str, str]] = {}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kind", required=True, metavar="kind")
+    for kind, (module_name, summary) in sorted(KINDS.items()):
+        module = importlib.import_module(module_name)
+        kind_parser = sub.add_parser(kind, help=summary, description=summary)
+        module.configure(kind_parser)
+        kind_parser.set_defaults(_simulator=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._simulator.run(args) or 0)
