@@ -2,9 +2,12 @@
 # Build a real InfluxDB 2.7.x server binary (`influxd`) from source, without Docker,
 # and cache it outside the repo.
 #
-#   scripts/native/install-influxdb.sh            # prints progress on stderr,
+#   services/telestack/native/scripts/install-influxdb.sh            # prints progress on stderr,
 #                                                 # the binary path as the last stdout line
-#   INFLUXD=$(scripts/native/install-influxdb.sh) # typical use
+#   INFLUXD=$(services/telestack/native/scripts/install-influxdb.sh) # typical use
+#   services/telestack/native/scripts/install-influxdb.sh --verify   # also start it on 127.0.0.1 with a
+#                                                 # throw-away data dir, run setup, write a
+#                                                 # point and read it back with Flux
 #
 # Idempotent: when the cached binary exists and `influxd version` works it only
 # prints its version (stderr) and path (stdout) and exits 0 (well under a second).
@@ -30,7 +33,17 @@
 #   INFLUXDB_VERSION          influxdb module tag (default: v2.7.12, the newest 2.7.x)
 #   INFLUXDB_RUST_TOOLCHAIN   rustup toolchain used for libflux (default: stable if installed)
 #   INFLUXDB_FORCE_REBUILD=1  rebuild influxd even if the cached binary works
+#   INFLUXDB_VERIFY_PORT      port for --verify (default: random in 20000-39999)
 set -euo pipefail
+
+VERIFY=0
+for arg in "$@"; do
+  case "$arg" in
+    --verify) VERIFY=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
 
 INFLUXDB_VERSION="${INFLUXDB_VERSION:-v2.7.12}"
 CACHE_ROOT="${TELESTACK_CACHE:-$HOME/.cache/telestack}"
@@ -41,12 +54,51 @@ BIN="$VDIR/bin/influxd"
 log() { printf '[install-influxdb] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# verify: run the binary for real (setup, line-protocol write, Flux query) on loopback.
+verify() {
+  command -v curl >/dev/null 2>&1 || die "--verify needs curl"
+  local port="${INFLUXDB_VERIFY_PORT:-$((20000 + RANDOM % 20000))}"
+  local url="http://127.0.0.1:$port" tok="telestack-verify-token" d pid out
+  d="$(mktemp -d "${TMPDIR:-/tmp}/influxd-verify.XXXXXX")"
+  "$BIN" --bolt-path "$d/influxd.bolt" --sqlite-path "$d/influxd.sqlite" \
+    --engine-path "$d/engine" --http-bind-address "127.0.0.1:$port" \
+    --reporting-disabled --log-level warn >"$d/influxd.log" 2>&1 &
+  pid=$!
+  # shellcheck disable=SC2064
+  trap "kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf '$d'" EXIT
+  for _ in $(seq 1 100); do
+    curl -sf "$url/health" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { cat "$d/influxd.log" >&2; die "influxd exited during startup"; }
+    sleep 0.2
+  done
+  curl -sf "$url/health" >/dev/null || die "influxd did not become healthy on $url"
+  curl -sf -X POST "$url/api/v2/setup" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"verify\",\"password\":\"verify-password\",\"org\":\"verify\",\"bucket\":\"b\",\"token\":\"$tok\"}" \
+    >/dev/null || die "POST /api/v2/setup failed"
+  curl -sf -X POST "$url/api/v2/write?org=verify&bucket=b&precision=s" \
+    -H "Authorization: Token $tok" --data-binary "verify,host=h1 value=42.5 $(date +%s)" \
+    || die "POST /api/v2/write failed"
+  out="$(curl -sf -X POST "$url/api/v2/query?org=verify" -H "Authorization: Token $tok" \
+    -H 'Content-Type: application/vnd.flux' -H 'Accept: application/csv' \
+    --data 'from(bucket:"b") |> range(start:-1h) |> map(fn: (r) => ({r with _value: r._value * 2.0}))')" \
+    || die "POST /api/v2/query (Flux) failed"
+  grep -q ',85,value,verify,h1' <<<"$out" || { printf '%s\n' "$out" >&2; die "Flux query returned unexpected data"; }
+  log "verify OK on $url: setup, write and Flux query (42.5*2 = 85) work"
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  rm -rf "$d"; trap - EXIT
+}
+
+finish() {
+  ((VERIFY)) && verify
+  echo "$BIN"
+  exit 0
+}
+
 # ---------------------------------------------------------------- fast path
 if [[ "${INFLUXDB_FORCE_REBUILD:-0}" != 1 && -x "$BIN" ]]; then
   if ver="$("$BIN" version 2>/dev/null)"; then
     log "cached: $ver"
-    echo "$BIN"
-    exit 0
+    finish
   fi
   log "cached binary at $BIN does not run; rebuilding"
 fi
@@ -61,8 +113,7 @@ if command -v flock >/dev/null 2>&1; then
   fi
   if [[ "${INFLUXDB_FORCE_REBUILD:-0}" != 1 && -x "$BIN" ]] && ver="$("$BIN" version 2>/dev/null)"; then
     log "cached: $ver"
-    echo "$BIN"
-    exit 0
+    finish
   fi
 fi
 
@@ -189,7 +240,7 @@ if [[ ! -f "$FLUX_SRC/.telestack-ready" ]]; then
   mv "$FLUX_SRC.tmp" "$FLUX_SRC"
 fi
 if [[ ! -f "$FLUX_SRC/libflux/target/$CARGO_TRIPLE/release/libflux.a" ]]; then
-  log "building libflux $FLUX_VERSION with cargo (takes ~2-5 min cold)... [$(elapsed)]"
+  log "building libflux $FLUX_VERSION with cargo (takes ~1-3 min cold)... [$(elapsed)]"
 else
   log "checking libflux build (cargo, cached)... [$(elapsed)]"
 fi
@@ -202,11 +253,11 @@ fi
 TAGS="sqlite_foreign_keys,sqlite_json,noasm"
 VERSION_STR="${INFLUXDB_VERSION#v}"
 LDFLAGS="-s -w -X main.version=$VERSION_STR -X main.commit=go-module-$INFLUXDB_VERSION -X main.date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-log "building influxd with go build (takes ~5-10 min cold on 2 cores)... [$(elapsed)]"
+log "building influxd with go build (takes ~3-6 min cold on 2 cores)... [$(elapsed)]"
 export PKG_CONFIG="$PKGCONF"
 run_logged go-build-influxd go build -tags "$TAGS" -ldflags "$LDFLAGS" -o "$BIN.tmp" ./cmd/influxd
 mv -f "$BIN.tmp" "$BIN"
 
 ver="$("$BIN" version)" || die "built binary does not run: $BIN"
 log "built $ver in $(elapsed)"
-echo "$BIN"
+finish

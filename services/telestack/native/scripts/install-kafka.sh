@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install an Apache Kafka 4.x broker natively (no Docker, no tarball download):
 # Maven resolves kafka_2.13 + its runtime deps + a Log4j 2 backend from Maven Central
-# (see scripts/native/kafka/pom.xml) and copies the jars into a cache dir outside the repo:
+# (see services/telestack/native/scripts/kafka/pom.xml) and copies the jars into a cache dir outside the repo:
 #
 #   ${TELESTACK_CACHE:-$HOME/.cache/telestack}/kafka/<version>/libs/
 #
@@ -9,12 +9,12 @@
 # exits at once. Progress goes to stderr; the LAST line of stdout is the libs dir.
 #
 # Use the result with (see kafka/server.properties.example for a single-node KRaft config):
-#   LIBS=$(scripts/native/install-kafka.sh | tail -1)
+#   LIBS=$(services/telestack/native/scripts/install-kafka.sh | tail -1)
 #   CID=$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid)
 #   java -cp "$LIBS/*" kafka.tools.StorageTool format -t "$CID" -c server.properties --standalone
 #   java -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
 #        -XX:SharedArchiveFile="$LIBS/../kafka.jsa" -cp "$LIBS/*" \
-#        -Dlog4j2.configurationFile=scripts/native/kafka/log4j2.properties \
+#        -Dlog4j2.configurationFile=services/telestack/native/scripts/kafka/log4j2.properties \
 #        -Dkafka.logs.dir=<dir> kafka.Kafka server.properties
 #   java -cp "$LIBS/*" kafka.Kafka --version      # prints e.g. 4.4.0
 # The -cp string must be exactly "$LIBS/*" for the AppCDS archive (kafka.jsa) to apply.
