@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 
-.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto clean
+.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench: ## every benchmark; each ends with one JSON line of figures
 
 bench-lineproto: venv ## line protocol serialize and parse, lines/s
 	@$(PY) -m benchmarks.lineproto
+
+bench-alerting: venv ## alert evaluation points/s (100 rules x 1,000 series) and point → notification p99
+	@$(PY) -m benchmarks.alerting
 
 clean: services-down ## stop servers, remove the virtualenv and run data (keeps the build cache)
 	rm -rf $(VENV) .native .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ fresh topics (`topic`), buckets (`bucket`) and MQTT topic prefixes (`mqtt_prefix
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,15 +37,19 @@ def _servers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Endpoints, NativeStack | None]]:
     backend = choose_backend()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     started = time.monotonic()
     context = docker_servers() if backend == "docker" else native_servers(tmp_path_factory.mktemp("native"))
-    with context as (endpoints, stack):
-        if reporter is not None:
-            reporter.write_line(
-                f"\ntest servers ({backend}, ready in {time.monotonic() - started:.1f} s): {endpoints.versions()}"
-            )
+    # Shown live, not captured: people should see the servers start and which versions the suite runs against.
+    with capture.global_and_fixture_disabled():
+        endpoints, stack = context.__enter__()
+        sys.stderr.write(
+            f"\ntest servers ({backend}, ready in {time.monotonic() - started:.1f} s): {endpoints.versions()}\n"
+        )
+    try:
         yield endpoints, stack
+    finally:
+        context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

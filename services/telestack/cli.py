@@ -19,6 +19,8 @@ __all__ = ["COMMANDS", "main"]
 # name → (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("telestack.simulators.command", "run a simulated vehicle (CAN) or MQTT devices"),
+    "alerting": ("telestack.alerting.command", "evaluate alert rules on telemetry and notify (SMS, webhook, ...)"),
+    "alerts": ("telestack.alerting.alerts_command", "alert rules: check a file, backtest on history, show status"),
     "native": (
         "telestack.native.command",
         "install, start and stop Kafka, Mosquitto and InfluxDB without Docker",

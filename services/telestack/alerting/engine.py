@@ -1,0 +1,515 @@
+"""The rule engine: points in, state changes out, as pure code with the clock passed in.
+
+`AlertEngine.observe(point, now_ns)` evaluates every rule that selects the point's series and returns the
+state changes it caused; `AlertEngine.tick(now_ns)` handles what time alone changes (a pending alert
+whose `for` has elapsed, a series that went silent). No sockets, no sleeping: tests and the backtest drive
+the clock, the service passes the wall clock.
+
+Time: a point is evaluated at its own timestamp (clamped to `now_ns`, so a device clock ahead of ours cannot
+push alerts into the future); `for` and staleness compare against `now_ns` on ticks. After a restart, points
+not newer than what an instance had already seen (``replay_guard_ns``) are replays and are skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from telestack.alerting.alert import AlertState, Instance, StateChange, fingerprint_of
+from telestack.alerting.conditions import Comparison, RateTracker, WindowAggregate, comparison_for
+from telestack.alerting.rules import (
+    DeviationCondition,
+    NoDataCondition,
+    RateCondition,
+    Rule,
+    RuleSet,
+    SetpointSeries,
+    Silence,
+    WindowCondition,
+    compile_matchers,
+)
+from telestack.alerting.templates import format_duration, render
+from telestack.core.lineproto import Point
+
+__all__ = ["DEFAULT_SUMMARY", "AlertEngine", "CompiledRule"]
+
+NS = 1_000_000_000
+DEFAULT_SUMMARY = "{rule} {state}: {measurement} {series} = {value} (threshold {threshold})"
+DEFAULT_NODATA_SUMMARY = "{rule} {state}: no data from {measurement} {series} for {duration}"
+
+_NORMAL, _PENDING, _FIRING, _RESOLVED = (
+    AlertState.NORMAL,
+    AlertState.PENDING,
+    AlertState.FIRING,
+    AlertState.RESOLVED,
+)
+_NO_CHANGES: list[StateChange] = []
+_KIND_THRESHOLD, _KIND_DEVIATION, _KIND_TRACKED, _KIND_NODATA = 0, 1, 2, 3
+_KIND_CODES = {"threshold": 0, "deviation": 1, "rate": 2, "window": 2, "nodata": 3}
+
+
+@dataclass(slots=True, eq=False)
+class CompiledRule:
+    """A rule with its defaults resolved and its matchers and comparison compiled."""
+
+    rule: Rule
+    name: str
+    kind: str
+    kind_code: int
+    severity: str
+    measurement: str
+    field: str | None
+    matches: Callable[[Mapping[str, str]], bool]
+    for_ns: int
+    comparison: Comparison | None
+    nodata_after_ns: int
+    setpoint_const: float | None
+    setpoint_field: str | None
+    setpoint_series: SetpointSeries | None
+    setpoint_matches: Callable[[Mapping[str, str]], bool] | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    notify: tuple[str, ...]
+    group_by: tuple[str, ...]
+    group_wait_ns: int
+    repeat_ns: int
+    new_tracker: Callable[[], Any] | None
+    active: Callable[[float], bool]  # comparison.active, looked up once (hot path)
+
+    @classmethod
+    def build(cls, rule: Rule, ruleset: RuleSet) -> CompiledRule:
+        cond = rule.condition
+        comparison = None if isinstance(cond, NoDataCondition) else comparison_for(cond)
+        new_tracker: Callable[[], Any] | None = None
+        if isinstance(cond, RateCondition):
+            per, window = cond.per, cond.window
+            new_tracker = lambda: RateTracker(per, window)  # noqa: E731
+        elif isinstance(cond, WindowCondition):
+            aggregate, span = cond.aggregate, cond.window
+            new_tracker = lambda: WindowAggregate(aggregate, span)  # noqa: E731
+        setpoint_const = setpoint_field = None
+        setpoint_series = None
+        setpoint_matches = None
+        if isinstance(cond, DeviationCondition):
+            if isinstance(cond.setpoint, SetpointSeries):
+                if cond.setpoint.measurement is None:
+                    setpoint_field = cond.setpoint.field
+                else:
+                    setpoint_series = cond.setpoint
+                    setpoint_matches = compile_matchers(cond.setpoint.tags)
+            else:
+                setpoint_const = float(cond.setpoint)
+        annotations = dict(rule.annotations)
+        if "summary" not in annotations:
+            annotations["summary"] = DEFAULT_NODATA_SUMMARY if isinstance(cond, NoDataCondition) else DEFAULT_SUMMARY
+        return cls(
+            rule=rule,
+            name=rule.name,
+            kind=cond.type,
+            kind_code=_KIND_CODES[cond.type],
+            severity=ruleset.severity(rule),
+            measurement=rule.select.measurement,
+            field=rule.select.field,
+            matches=compile_matchers(rule.select.tags),
+            for_ns=int(rule.for_ * NS),
+            comparison=comparison,
+            nodata_after_ns=int(cond.after * NS) if isinstance(cond, NoDataCondition) else 0,
+            setpoint_const=setpoint_const,
+            setpoint_field=setpoint_field,
+            setpoint_series=setpoint_series,
+            setpoint_matches=setpoint_matches,
+            labels=dict(rule.labels),
+            annotations=annotations,
+            notify=tuple(ruleset.notify(rule)),
+            group_by=tuple(ruleset.group_by(rule)),
+            group_wait_ns=int(ruleset.group_wait(rule) * NS),
+            repeat_ns=int(ruleset.repeat_interval(rule) * NS),
+            new_tracker=new_tracker,
+            active=comparison.active if comparison is not None else _never,
+        )
+
+
+@dataclass(slots=True)
+class _Binding:
+    """What one series feeds: (rule, instance, setpoint key) to evaluate, and setpoint caches to update."""
+
+    instances: list[tuple[CompiledRule, Instance, tuple[str, tuple[str | None, ...]] | None]] = field(
+        default_factory=list
+    )
+    feeds: list[tuple[CompiledRule, tuple[str, tuple[str | None, ...]]]] = field(default_factory=list)
+    origin: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledSilence:
+    silence: Silence
+    start_ns: float
+    end_ns: float
+    matches: Callable[[Mapping[str, str]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledInhibit:
+    source: Callable[[Mapping[str, str]], bool]
+    target: Callable[[Mapping[str, str]], bool]
+    equal: tuple[str, ...]
+
+
+def _never(value: float) -> bool:
+    return False
+
+
+def _append(changes: list[StateChange] | None, change: StateChange) -> list[StateChange]:
+    if changes is None:
+        return [change]
+    changes.append(change)
+    return changes
+
+
+def _number(raw: Any) -> float | None:
+    """A field value as a float, or None for strings (bools count as 0/1)."""
+    if isinstance(raw, str) or raw is None:
+        return None
+    return float(raw)
+
+
+def _local_time(t_ns: int | None) -> str:
+    if t_ns is None:
+        return "?"
+    return datetime.fromtimestamp(t_ns / NS).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+class AlertEngine:
+    """Evaluates a `RuleSet` on points and clock ticks; see the module docstring."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.rules: dict[str, CompiledRule] = {r.name: CompiledRule.build(r, ruleset) for r in ruleset.rules}
+        self.instances: dict[str, Instance] = {}
+        self._by_measurement: dict[str, list[CompiledRule]] = {}
+        self._feeds_by_measurement: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules.values():
+            self._by_measurement.setdefault(rule.measurement, []).append(rule)
+            if rule.setpoint_series is not None and rule.setpoint_series.measurement is not None:
+                self._feeds_by_measurement.setdefault(rule.setpoint_series.measurement, []).append(rule)
+        self._measurements = frozenset(self._by_measurement) | frozenset(self._feeds_by_measurement)
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], _Binding] = {}
+        self._setpoints: dict[tuple[str, tuple[str | None, ...]], float] = {}
+        self._dependents: dict[tuple[str, tuple[str | None, ...]], dict[str, tuple[CompiledRule, Instance]]] = {}
+        self._pending: set[Instance] = set()
+        self._firing: set[Instance] = set()
+        self._nodata: dict[str, tuple[CompiledRule, Instance]] = {}
+        self._silences: list[_CompiledSilence] = []
+        for silence in ruleset.file.silences:
+            self.add_silence(silence)
+        self._inhibits = [
+            _CompiledInhibit(compile_matchers(i.source), compile_matchers(i.target), tuple(i.equal))
+            for i in ruleset.file.inhibit
+        ]
+
+    # --- instances ---------------------------------------------------------------------------------
+
+    def _new_instance(self, rule: CompiledRule, measurement: str, tags: dict[str, str]) -> Instance:
+        fingerprint = fingerprint_of(rule.name, measurement, tags)
+        existing = self.instances.get(fingerprint)
+        if existing is not None:
+            return existing
+        labels = {**tags, **rule.labels, "rule": rule.name, "severity": rule.severity}
+        inst = Instance(rule.name, fingerprint, measurement, dict(tags), labels)
+        if rule.new_tracker is not None:
+            inst.tracker = rule.new_tracker()
+        self.instances[fingerprint] = inst
+        if rule.kind == "nodata":
+            self._nodata[fingerprint] = (rule, inst)
+        return inst
+
+    def _setpoint_key(self, rule: CompiledRule, tags: Mapping[str, str]) -> tuple[str, tuple[str | None, ...]]:
+        assert rule.setpoint_series is not None
+        return rule.name, tuple(tags.get(name) for name in rule.setpoint_series.match)
+
+    def _bind(self, measurement: str, tags: dict[str, str], key: Any) -> _Binding:
+        binding = _Binding()
+        for rule in self._by_measurement.get(measurement, ()):
+            if not rule.matches(tags):
+                continue
+            inst = self._new_instance(rule, measurement, tags)
+            sp_key = None
+            if rule.setpoint_series is not None:
+                sp_key = self._setpoint_key(rule, tags)
+                self._dependents.setdefault(sp_key, {})[inst.fingerprint] = (rule, inst)
+            binding.instances.append((rule, inst, sp_key))
+        for rule in self._feeds_by_measurement.get(measurement, ()):
+            assert rule.setpoint_matches is not None
+            if rule.setpoint_matches(tags):
+                binding.feeds.append((rule, self._setpoint_key(rule, tags)))
+        self._series[key] = binding
+        return binding
+
+    # --- evaluation --------------------------------------------------------------------------------
+
+    def observe(self, point: Point, now_ns: int, origin: int | None = None) -> list[StateChange]:
+        """Evaluate `point` against every rule selecting its series; the state changes it caused."""
+        measurement = point.measurement
+        if measurement not in self._measurements:
+            return _NO_CHANGES
+        tags = point.tags
+        key = (measurement, tuple(sorted(tags.items())))
+        binding = self._series.get(key)
+        if binding is None:
+            binding = self._bind(measurement, tags, key)
+        t = point.time_ns
+        if t is None or t > now_ns:
+            t = now_ns
+        fields = point.fields
+        changes: list[StateChange] | None = None
+        for rule, sp_key in binding.feeds:
+            setpoint = _number(fields.get(rule.setpoint_series.field))  # type: ignore[union-attr]
+            if setpoint is None:
+                continue
+            self._setpoints[sp_key] = setpoint
+            for dep_rule, dep in self._dependents.get(sp_key, {}).values():
+                if dep.value is not None and t > dep.replay_guard_ns:
+                    dep.setpoint = setpoint
+                    change = self._evaluate(dep_rule, dep, dep.value - setpoint, t)
+                    if change is not None:
+                        changes = _append(changes, change)
+        if origin is not None and binding.origin != origin:
+            binding.origin = origin
+            for _rule, inst, _key in binding.instances:
+                inst.origin = origin
+        # The hot path: keep it flat (this runs for every point and every rule selecting its series).
+        for rule, inst, inst_sp_key in binding.instances:
+            if t <= inst.replay_guard_ns:
+                continue
+            kind = rule.kind_code
+            if kind == _KIND_NODATA:
+                if rule.field is None or rule.field in fields:
+                    if inst.last_seen_ns is None or t > inst.last_seen_ns:
+                        inst.last_seen_ns = t
+                    inst.last_point_ns = t
+                    if inst.active:
+                        inst.active = False
+                        changes = _append(changes, self._transition(rule, inst, _RESOLVED, t))
+                continue
+            raw = fields.get(rule.field)  # type: ignore[arg-type]
+            setpoint_changed = False
+            if rule.setpoint_field is not None:
+                setpoint = _number(fields.get(rule.setpoint_field))
+                if setpoint is not None and setpoint != inst.setpoint:
+                    inst.setpoint = setpoint
+                    setpoint_changed = True
+            if raw is None or raw.__class__ is str:
+                if not setpoint_changed or inst.value is None:
+                    continue
+                value = inst.value  # the setpoint moved: re-evaluate the last value against it
+            else:
+                value = float(raw)
+                inst.value = value
+                inst.last_seen_ns = t
+            inst.last_point_ns = t
+            derived: float | None
+            if kind == _KIND_THRESHOLD:
+                derived = value
+            elif kind == _KIND_DEVIATION:
+                if rule.setpoint_const is not None:
+                    inst.setpoint = rule.setpoint_const
+                elif inst_sp_key is not None:
+                    inst.setpoint = self._setpoints.get(inst_sp_key)
+                if inst.setpoint is None:
+                    continue
+                derived = value - inst.setpoint
+            else:
+                derived = inst.tracker.add(t, value)
+                if derived is None:
+                    continue
+            inst.derived = derived
+            state = inst.state
+            if (state is _NORMAL or state is _RESOLVED) and not rule.active(derived):
+                continue  # the common case: nothing to do
+            change = self._evaluate(rule, inst, derived, t)
+            if change is not None:
+                changes = _append(changes, change)
+        return changes if changes is not None else _NO_CHANGES
+
+    def _evaluate(self, rule: CompiledRule, inst: Instance, derived: float, t: int) -> StateChange | None:
+        comparison = rule.comparison
+        assert comparison is not None
+        state = inst.state
+        if state is _FIRING:
+            if comparison.cleared(derived):
+                inst.active = False
+                return self._transition(rule, inst, _RESOLVED, t)
+            return None
+        if not comparison.active(derived):
+            if state is _PENDING:
+                inst.active = False
+                return self._transition(rule, inst, _NORMAL, t)
+            inst.active = False
+            return None
+        if state is _PENDING:
+            if t - (inst.active_since_ns or t) >= rule.for_ns:
+                return self._transition(rule, inst, _FIRING, t)
+            return None
+        inst.active = True
+        inst.active_since_ns = t
+        return self._transition(rule, inst, _FIRING if rule.for_ns <= 0 else _PENDING, t)
+
+    def tick(self, now_ns: int) -> list[StateChange]:
+        """Time-driven changes: pending alerts whose `for` elapsed, silent series (no data)."""
+        changes: list[StateChange] = []
+        for inst in list(self._pending):
+            rule = self.rules[inst.rule]
+            if inst.active and now_ns - (inst.active_since_ns or now_ns) >= rule.for_ns:
+                changes.append(self._transition(rule, inst, _FIRING, now_ns))
+        for rule, inst in self._nodata.values():
+            last = inst.last_seen_ns
+            if last is None or inst.active or now_ns - last <= rule.nodata_after_ns:
+                continue
+            inst.active = True
+            inst.active_since_ns = last
+            changes.append(self._transition(rule, inst, _FIRING, now_ns))
+        return changes
+
+    def _transition(self, rule: CompiledRule, inst: Instance, state: AlertState, t: int) -> StateChange:
+        previous = inst.state
+        inst.state = state
+        inst.changed_at_ns = t
+        inst.dirty = True
+        if state is _PENDING:
+            self._pending.add(inst)
+        else:
+            self._pending.discard(inst)
+        if state is _FIRING:
+            inst.fired_at_ns = t
+            self._firing.add(inst)
+        else:
+            self._firing.discard(inst)
+        if state is _RESOLVED:
+            inst.resolved_at_ns = t
+        elif state is _NORMAL:
+            inst.active_since_ns = None
+        return StateChange(
+            inst, previous, state, t, inst.value, inst.setpoint, inst.derived, self.annotate(inst, t, state)
+        )
+
+    # --- presentation ------------------------------------------------------------------------------
+
+    def template_values(self, inst: Instance, at_ns: int, state: AlertState | None = None) -> dict[str, Any]:
+        """What annotation and notification templates can use for `inst` at `at_ns`."""
+        rule = self.rules.get(inst.rule)
+        since = inst.active_since_ns
+        ended = since is None or (state or inst.state) is _NORMAL
+        duration = None if ended else max(0, at_ns - (since or 0)) / NS
+        deviation = None
+        if inst.value is not None and inst.setpoint is not None:
+            deviation = inst.value - inst.setpoint
+        values: dict[str, Any] = dict(inst.labels)
+        values.update(
+            rule=inst.rule,
+            severity=rule.severity if rule else inst.labels.get("severity"),
+            state=(state or inst.state).value,
+            value=inst.value,
+            setpoint=inst.setpoint,
+            deviation=deviation,
+            derived=inst.derived,
+            threshold=rule.comparison.threshold if rule and rule.comparison else None,
+            duration=format_duration(duration) if duration is not None else "0 s",
+            since=_local_time(since),
+            measurement=inst.measurement,
+            field=rule.field if rule else None,
+            series=",".join(f"{k}={v}" for k, v in sorted(inst.tags.items())),
+        )
+        return values
+
+    def annotate(self, inst: Instance, at_ns: int, state: AlertState | None = None) -> dict[str, str]:
+        rule = self.rules.get(inst.rule)
+        if rule is None:
+            return {}
+        values = self.template_values(inst, at_ns, state)
+        return {key: render(template, values) for key, template in rule.annotations.items()}
+
+    # --- silences and inhibition -------------------------------------------------------------------
+
+    def add_silence(self, silence: Silence) -> None:
+        start, end = silence.active_between()
+        self._silences.append(_CompiledSilence(silence, start * NS, end * NS, compile_matchers(silence.matchers)))
+
+    def expire_silences(self, now_ns: int) -> None:
+        self._silences = [s for s in self._silences if s.end_ns > now_ns]
+
+    def silenced_by(self, inst: Instance, now_ns: int) -> Silence | None:
+        for silence in self._silences:
+            if silence.start_ns <= now_ns < silence.end_ns and silence.matches(inst.labels):
+                return silence.silence
+        return None
+
+    def inhibited_by(self, inst: Instance) -> Instance | None:
+        """A firing alert that mutes `inst` through an inhibit rule, if any."""
+        for rule in self._inhibits:
+            if not rule.target(inst.labels):
+                continue
+            for source in self._firing:
+                if source is inst or not rule.source(source.labels):
+                    continue
+                if all(source.labels.get(name) == inst.labels.get(name) for name in rule.equal):
+                    return source
+        return None
+
+    def muted(self, inst: Instance, now_ns: int) -> str | None:
+        """Why notifications of `inst` are muted now (a silence or an inhibiting alert), or None."""
+        silence = self.silenced_by(inst, now_ns)
+        if silence is not None:
+            return f"silenced ({silence.comment or 'no comment'})"
+        source = self.inhibited_by(inst)
+        if source is not None:
+            return f"inhibited by {source.fingerprint}"
+        return None
+
+    # --- durability --------------------------------------------------------------------------------
+
+    def restore(self, records: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
+        """Re-create instances from persisted records; returns (restored, dropped: rule gone or changed)."""
+        restored = dropped = 0
+        self._series.clear()
+        for record in records:
+            rule = self.rules.get(str(record.get("rule")))
+            tags = dict(record.get("tags") or {})
+            if rule is None or record.get("measurement") != rule.measurement or not rule.matches(tags):
+                dropped += 1
+                continue
+            inst = self._new_instance(rule, rule.measurement, tags)
+            inst.restore(dict(record))
+            if inst.state is _PENDING:
+                self._pending.add(inst)
+            elif inst.state is _FIRING:
+                self._firing.add(inst)
+            if rule.setpoint_series is not None:
+                self._dependents.setdefault(self._setpoint_key(rule, tags), {})[inst.fingerprint] = (rule, inst)
+            restored += 1
+        return restored, dropped
+
+    def drop(self, keep: Callable[[Instance], bool]) -> list[Instance]:
+        """Forget the instances `keep` refuses (their partition moved to another replica); returns them."""
+        gone = [inst for inst in self.instances.values() if not keep(inst)]
+        for inst in gone:
+            del self.instances[inst.fingerprint]
+            self._pending.discard(inst)
+            self._firing.discard(inst)
+            self._nodata.pop(inst.fingerprint, None)
+            for dependents in self._dependents.values():
+                dependents.pop(inst.fingerprint, None)
+        if gone:
+            self._series.clear()
+        return gone
+
+    @property
+    def firing(self) -> set[Instance]:
+        return self._firing
+
+
+def wall_clock_ns() -> int:
+    """The service's clock; tests pass their own `now_ns` instead."""
+    return time.time_ns()

@@ -1,0 +1,312 @@
+"""The alerting service loop: telemetry in; state changes to Kafka, InfluxDB, the state store; notifications out.
+
+One thread evaluates (`AlertEngine`) and decides what to notify (`Dispatcher`); each notifier delivers in
+its own thread; InfluxDB annotations are written from another. Delivery semantics:
+
+- the state of every instance is saved to the compacted state topic on each change (and checkpointed
+  periodically), and telemetry offsets are stored only after those saves are confirmed: a crash replays
+  the unconfirmed records, and `replay_guard_ns` makes the replay harmless;
+- what each notifier delivered is saved as soon as it is confirmed, so a restart neither repeats a
+  notification nor loses a resolution that happened while the service was down (the telemetry backlog
+  is evaluated on restart, and resolutions of alerts announced as firing are then sent);
+- partitions of ``telemetry`` are shared between replicas: an instance belongs to the partition its
+  series arrives on, is restored when that partition is assigned and handed back when it is revoked.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from telestack.alerting.alert import AlertState, Instance, StateChange
+from telestack.alerting.dispatch import Dispatcher
+from telestack.alerting.engine import AlertEngine
+from telestack.alerting.event_sinks import InfluxAnnotationWriter, KafkaAlertPublisher, annotation_point
+from telestack.alerting.notifiers import NotifierWorker, SendResult, build_notifier
+from telestack.alerting.rules import RuleSet
+from telestack.alerting.settings import AlertingSettings
+from telestack.alerting.state_store import KafkaStateStore
+from telestack.core.errors import LineProtocolError
+from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, TopicPartition, ensure_topics
+from telestack.core.lineproto import Point, iter_lines, parse_line, parse_lines
+from telestack.core.runtime import Shutdown, get_logger
+
+__all__ = ["AlertingService", "parse_record"]
+
+NS = 1_000_000_000
+POINTS = Counter("telestack_alerting_points_total", "telemetry points evaluated")
+BAD_LINES = Counter("telestack_alerting_bad_lines_total", "telemetry lines that could not be parsed (skipped)")
+CHANGES = Counter("telestack_alerting_state_changes_total", "alert state changes", ["state"])
+INSTANCES = Gauge("telestack_alerting_instances", "alert instances by state", ["state"])
+
+
+def parse_record(value: bytes) -> tuple[list[Point], int]:
+    """The points of one telemetry record, and how many of its lines were bad (skipped, not fatal)."""
+    text = value.decode("utf-8", "replace")
+    try:
+        return parse_lines(text), 0
+    except LineProtocolError:
+        points, bad = [], 0
+        for line_no, line in iter_lines(text):
+            try:
+                points.append(parse_line(line, line_no))
+            except LineProtocolError:
+                bad += 1
+        return points, bad
+
+
+class AlertingService:
+    """The running service; `run` loops until `shutdown` is set. Built from settings and a rule set."""
+
+    def __init__(
+        self,
+        settings: AlertingSettings,
+        ruleset: RuleSet,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        log: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.options = settings.alerting
+        self.ruleset = ruleset
+        self.clock_ns = clock_ns
+        self.log = log or get_logger("alerting")
+        self.engine = AlertEngine(ruleset)
+        self.dispatcher = Dispatcher(
+            self.engine,
+            send_resolved={name: config.send_resolved for name, config in ruleset.notifiers.items()},
+            retry_after_s=self.options.retry_after_s,
+        )
+        self._results: queue.Queue[SendResult] = queue.Queue()
+        # Built here so a missing secret fails at start, naming the notifier and the variable.
+        self.workers = {
+            name: NotifierWorker(build_notifier(name, config, mqtt=settings.mqtt), config, self._results)
+            for name, config in ruleset.notifiers.items()
+        }
+        self.influx: InfluxAnnotationWriter | None = None
+        if self.options.influx_annotations:
+            self.influx = InfluxAnnotationWriter(settings.influx, self.options.influx_bucket)
+        self.producer: KafkaProducer | None = None
+        self.consumer: KafkaConsumer | None = None
+        self.store: KafkaStateStore | None = None
+        self.publisher: KafkaAlertPublisher | None = None
+        self._next_tick = 0
+        self._next_checkpoint = 0
+        self._unflushed = False
+        self.last_error: str | None = None
+        self.ready = False
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        kafka = self.settings.kafka
+        ensure_topics(kafka, {kafka.topics.alerts: 3})
+        self.producer = KafkaProducer(kafka, on_error=self._kafka_error)
+        self.store = KafkaStateStore(kafka, self.options.state_topic, self.producer, on_error=self._kafka_error)
+        self.store.ensure_topic()
+        self.publisher = KafkaAlertPublisher(self.producer, kafka.topics.alerts)
+        for worker in self.workers.values():
+            worker.start()
+        if self.influx is not None:
+            self.influx.start()
+        self.consumer = KafkaConsumer(
+            kafka,
+            self.options.group_id,
+            [kafka.topics.telemetry],
+            config={"group.instance.id": self.options.instance_id} if self.options.instance_id else None,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+        )
+
+    def _kafka_error(self, message: str) -> None:
+        self.last_error = message
+
+    def run(self, shutdown: Shutdown) -> None:
+        """Open clients, loop until `shutdown`, then drain and close."""
+        self.open()
+        try:
+            while not shutdown.is_set():
+                self.step()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        now = self.clock_ns()
+        deadline = time.monotonic() + 5
+        while self.dispatcher.busy and time.monotonic() < deadline:  # let deliveries under way finish
+            self._drain_results(now, wait_s=0.1)
+        self._drain_results(now)
+        if self.store is not None:
+            self._checkpoint(now, everything=False)
+            self.store.flush(10)
+        if self.consumer is not None:
+            self.consumer.close()
+        for worker in self.workers.values():
+            worker.stop()
+        if self.influx is not None:
+            self.influx.stop()
+        if self.producer is not None:
+            self.producer.close(10)
+
+    # --- partitions ----------------------------------------------------------------------------------
+
+    def _on_assign(self, partitions: list[TopicPartition]) -> None:
+        assert self.store is not None
+        owned = {tp.partition for tp in partitions}
+        records = self.store.load()
+        wanted = [
+            record
+            for key, record in records.items()
+            if key not in self.engine.instances and (record.get("origin") is None or record.get("origin") in owned)
+        ]
+        restored, dropped = self.engine.restore(wanted)
+        instances = self.engine.instances
+        self.dispatcher.watch([instances[r["fingerprint"]] for r in wanted if r.get("fingerprint") in instances])
+        self.log.info("partitions assigned", partitions=sorted(owned), restored=restored, dropped=dropped)
+        self.ready = True
+
+    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        leaving = [inst for inst in self.engine.instances.values() if inst.origin in gone]
+        if self.store is not None:
+            for inst in leaving:
+                self.store.save(inst.fingerprint, inst.to_record())
+            self.store.flush(10)
+        dropped = self.engine.drop(lambda inst: inst.origin not in gone)
+        self.dispatcher.forget(dropped)
+        self.log.info("partitions revoked", partitions=sorted(gone), handed_over=len(dropped))
+
+    # --- one pass ------------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Read a batch, evaluate, tick, record changes, dispatch notifications, checkpoint."""
+        assert self.consumer is not None and self.producer is not None
+        records = self.consumer.consume(self.options.max_batch, self.options.poll_timeout_ms / 1000)
+        now = self.clock_ns()
+        changes = self.evaluate(records, now)
+        if now >= self._next_tick:
+            changes.extend(self.engine.tick(now))
+            self.engine.expire_silences(now)
+            self._next_tick = now + int(self.options.tick_interval_s * NS)
+            self._count_instances()
+        if changes:
+            self._record(changes)
+        self._dispatch(now)
+        self._drain_results(now)
+        if now >= self._next_checkpoint:
+            self._checkpoint(now)
+            self._next_checkpoint = now + int(self.options.checkpoint_interval_s * NS)
+        # Offsets move only past records whose state changes are durable.
+        if self._unflushed and self.store is not None and self.store.flush(2):
+            self._unflushed = False
+        if records and not self._unflushed:
+            self.consumer.mark_done(records)
+        self.producer.poll(0)
+
+    def evaluate(self, records: Iterable[Record], now: int) -> list[StateChange]:
+        changes: list[StateChange] = []
+        observe = self.engine.observe
+        count = 0
+        for record in records:
+            points, bad = parse_record(record.value)
+            if bad:
+                BAD_LINES.inc(bad)
+            for point in points:
+                found = observe(point, now, record.partition)
+                if found:
+                    changes.extend(found)
+            count += len(points)
+        if count:
+            POINTS.inc(count)
+        return changes
+
+    def _record(self, changes: list[StateChange]) -> None:
+        assert self.store is not None and self.publisher is not None
+        for change in changes:
+            inst = change.instance
+            severity = self.engine.rules[inst.rule].severity if inst.rule in self.engine.rules else "warning"
+            CHANGES.labels(change.state.value).inc()
+            self.publisher.publish(change, severity)
+            if self.influx is not None:
+                self.influx.write(annotation_point(change, severity))
+            self.log.info(
+                "alert state",
+                fingerprint=inst.fingerprint,
+                state=change.state.value,
+                previous=change.previous.value,
+                value=change.value,
+            )
+        for inst in {change.instance for change in changes}:
+            self._save(inst)
+        self.dispatcher.watch([change.instance for change in changes])
+
+    def _save(self, inst: Instance) -> None:
+        assert self.store is not None
+        self.store.save(inst.fingerprint, inst.to_record())
+        inst.dirty = False
+        inst.saved_point_ns = inst.last_point_ns
+        self._unflushed = True
+
+    def _dispatch(self, now: int) -> None:
+        notifications, changed = self.dispatcher.due(now)
+        for notification in notifications:
+            self.workers[notification.notifier].submit(notification)
+        for inst in changed:
+            self._save(inst)
+
+    def _drain_results(self, now: int, wait_s: float = 0.0) -> None:
+        changed: list[Instance] = []
+        while True:
+            try:
+                result = self._results.get(timeout=wait_s) if wait_s else self._results.get_nowait()
+            except queue.Empty:
+                break
+            wait_s = 0.0
+            if not result.ok:
+                self.log.warning("notification gave up", notifier=result.notifier, error=result.error)
+            changed.extend(self.dispatcher.on_result(result, now))
+        for inst in set(changed):
+            self._save(inst)
+        if changed and self.store is not None and self.store.flush(2):
+            self._unflushed = False
+
+    def _checkpoint(self, now: int, everything: bool = False) -> None:
+        """Save instances whose last values changed since they were last saved."""
+        for inst in self.engine.instances.values():
+            if everything or inst.unsaved:
+                self._save(inst)
+
+    def _count_instances(self) -> None:
+        counts = dict.fromkeys(AlertState, 0)
+        for inst in self.engine.instances.values():
+            counts[inst.state] += 1
+        for state, count in counts.items():
+            INSTANCES.labels(state.value).set(count)
+
+    # --- health --------------------------------------------------------------------------------------
+
+    def health_checks(self) -> dict[str, Callable[[], tuple[bool, str]]]:
+        checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+
+        def kafka() -> tuple[bool, str]:
+            if self.consumer is None:
+                return False, "not connected yet"
+            error = self.last_error or self.consumer.last_error
+            detail = f"{len(self.engine.instances)} instances, {len(self.engine.firing)} firing"
+            if not self.ready:
+                detail = "waiting for telemetry partitions; " + detail
+            return self.ready, detail + (f"; last error: {error}" if error else "")
+
+        def notifiers() -> tuple[bool, str]:
+            backlog = {name: worker.backlog() for name, worker in self.workers.items()}
+            return all(b < 100 for b in backlog.values()), ", ".join(f"{n}: {b} queued" for n, b in backlog.items())
+
+        checks["kafka"] = kafka
+        checks["notifiers"] = notifiers
+        if self.influx is not None:
+            checks["influx"] = self.influx.healthy
+        return checks

@@ -1,0 +1,38 @@
+"""Settings of ``telestack alerting`` (section ``alerting:`` of the settings file) and its CLI tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from telestack.core.settings import HttpSettings, InfluxSettings, MqttSettings, Section, TelestackSettings
+
+__all__ = ["AlertingOptions", "AlertingSettings"]
+
+
+class AlertingOptions(Section):
+    rules: Path = Field(Path("config/alerts.yaml"), description="alert rules file (YAML)")
+    group_id: str = Field("telestack-alerting", description="Kafka consumer group on the telemetry topic")
+    instance_id: str | None = Field(
+        None,
+        description="static group membership (group.instance.id): a restarted replica gets its partitions back "
+        "at once instead of after the session timeout; unique per replica",
+    )
+    state_topic: str = Field("alerts.state", description="compacted topic holding each alert instance's state")
+    tick_interval_s: float = Field(1.0, gt=0, le=60, description="how often time-driven rules run (for, no data), s")
+    poll_timeout_ms: int = Field(100, ge=1, le=5000, description="longest wait for telemetry in one pass, ms")
+    max_batch: int = Field(2000, ge=1, description="telemetry records read per pass")
+    checkpoint_interval_s: float = Field(
+        60.0, gt=0, description="how often last values and last-seen times are saved to the state topic, s"
+    )
+    retry_after_s: float = Field(60.0, gt=0, description="wait before retrying a notification that failed, s")
+    influx_annotations: bool = Field(True, description="write every state change to InfluxDB (measurement alerts)")
+    influx_bucket: str | None = Field(None, description="bucket of the alerts measurement (default: influx.bucket)")
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=9104), description="/healthz and /metrics")
+
+
+class AlertingSettings(TelestackSettings):
+    influx: InfluxSettings = Field(default_factory=lambda: InfluxSettings())
+    mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings())
+    alerting: AlertingOptions = Field(default_factory=lambda: AlertingOptions())
