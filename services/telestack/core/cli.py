@@ -47,14 +47,31 @@ def _is_structured(annotation: Any) -> bool:
     )
 
 
-def _leaves(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+_REQUIRED = object()
+
+
+def _leaves(
+    model: type[BaseModel], prefix: tuple[str, ...] = (), section_default: Any = None
+) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
+    """(path, field info, effective default) of every leaf setting."""
     for name, info in model.model_fields.items():
         path = (*prefix, name)
+        if section_default is not None and section_default is not _REQUIRED:
+            default = getattr(section_default, name, _REQUIRED)
+        elif info.default is not PydanticUndefined:
+            default = info.default
+        elif info.default_factory is not None:
+            try:
+                default = info.default_factory()  # type: ignore[call-arg]
+            except Exception:  # a section with required fields has no default instance
+                default = _REQUIRED
+        else:
+            default = _REQUIRED
         nested = _model_type(info.annotation)
         if nested is not None and not _is_structured(info.annotation):
-            yield from _leaves(nested, path)
+            yield from _leaves(nested, path, default if isinstance(default, BaseModel) else None)
         else:
-            yield path, info
+            yield path, info, default
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[TelestackSettings]) -> None:
@@ -66,7 +83,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[T
         help="YAML settings file (default: $TELESTACK_CONFIG, else config/telestack.yaml if present)",
     )
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for path, info in _leaves(settings_cls):
+    for path, info, default in _leaves(settings_cls):
         section = path[0] if len(path) > 1 else "general"
         group = groups.get(section) or parser.add_argument_group(f"{section} settings")
         groups[section] = group
@@ -76,11 +93,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[T
             # No flag; shown as a line of the group so users learn where the secret goes.
             group.description = (group.description or "") + f"{'.'.join(path)}: {description} [env {env}]\n"
             continue
-        if info.default is not PydanticUndefined:
-            default = info.default
-        elif info.default_factory is not None:
-            default = "(computed)"
-        else:
+        if default is _REQUIRED:
             default = "(required)"
         if isinstance(default, BaseModel):
             default = default.model_dump()
@@ -98,7 +111,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[T
 def settings_from_args(settings_cls: type[S], args: argparse.Namespace) -> S:
     """Load settings from ``args.config``, the environment and the flags given on the command line."""
     overrides: dict[str, Any] = {}
-    structured = {path: _is_structured(info.annotation) for path, info in _leaves(settings_cls)}
+    structured = {path: _is_structured(info.annotation) for path, info, _ in _leaves(settings_cls)}
     for dest, raw in vars(args).items():
         if not dest.startswith(_DEST_PREFIX):
             continue
