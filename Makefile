@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 
-.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting clean
+.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting bench-actuator clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench-lineproto: venv ## line protocol serialize and parse, lines/s
 
 bench-alerting: venv ## alert evaluation points/s (100 rules x 1,000 series) and point → notification p99
 	@$(PY) -m benchmarks.alerting
+
+bench-actuator: venv ## actuator: command round trips to simulated plugs (p50/p99, commands/s), ingest lines/s
+	@$(PY) -m benchmarks.actuator
 
 clean: services-down ## stop servers, remove the virtualenv and run data (keeps the build cache)
 	rm -rf $(VENV) .native .pytest_cache .mypy_cache .ruff_cache

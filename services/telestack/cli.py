@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("telestack.simulators.command", "run a simulated vehicle (CAN) or MQTT devices"),
     "alerting": ("telestack.alerting.command", "evaluate alert rules on telemetry and notify (SMS, webhook, ...)"),
     "alerts": ("telestack.alerting.alerts_command", "alert rules: check a file, backtest on history, show status"),
+    "actuator": ("telestack.actuator.command", "HTTP API: device commands over MQTT, edge-box ingest, /ui page"),
+    "tokens": ("telestack.actuator.tokens_command", "create, list and revoke the actuator's bearer tokens"),
     "native": (
         "telestack.native.command",
         "install, start and stop Kafka, Mosquitto and InfluxDB without Docker",

@@ -1,0 +1,532 @@
+"""The actuator's HTTP API (FastAPI): routes, auth, error bodies, body limits, CORS, access log, metrics.
+
+    POST /v1/devices/{device}/commands   command:<glob>   issue a command (Idempotency-Key, ?wait=)
+    GET  /v1/commands/{command_id}       read | command   where a command stands (?wait=)
+    GET  /v1/devices                     read | command   devices with last-seen, state, last command
+    GET  /v1/devices/{device}            read | command   one device
+    POST /v1/ingest                      ingest:<site>    line protocol or JSON batch → Kafka telemetry
+    GET  /healthz, /metrics              (no token)
+    GET  /ui                             a page for people (see `telestack.actuator.ui`)
+
+`create_app` takes a built `ActuatorService`; its lifespan starts and stops it.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the route annotations built at runtime
+# (the ?wait= bound comes from the settings), which a string annotation would hide.
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from telestack import __version__
+from telestack.actuator import metrics
+from telestack.actuator.errors import InvalidInput, RequestError
+from telestack.actuator.ingest import PRECISIONS, JsonBatch
+from telestack.actuator.models import (
+    CheckResult,
+    CommandRequest,
+    CommandStatus,
+    DeviceList,
+    DeviceView,
+    ErrorBody,
+    ErrorItem,
+    Health,
+    IngestAccepted,
+    command_status,
+    device_view,
+)
+from telestack.actuator.registry import ID_PATTERN, ArgSpec, Registry
+from telestack.actuator.service import ActuatorService
+from telestack.actuator.tokens import Principal
+from telestack.actuator.ui import router as ui_router
+from telestack.core.runtime import get_logger
+
+__all__ = ["INGEST_PATH", "create_app"]
+
+log = get_logger("actuator")
+
+INGEST_PATH = "/v1/ingest"
+COMMAND_ID_PATTERN = r"^[0-9a-f]{32}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+DESCRIPTION = """\
+Commands to devices over MQTT with ack tracking, HTTP ingest for edge boxes, and an audit trail in Kafka.
+
+**Auth**: `Authorization: Bearer tst_...` with a token from `telestack tokens create`. Scopes: `read`,
+`command:<device glob>`, `ingest:<site>`, `admin`. Without a token: 401; without the scope: 403; over the
+token's rate limit: 429 with `Retry-After`.
+
+**Commands** are recorded in Kafka `commands` before they are published (MQTT QoS 1), then move
+`pending → sent → acked | failed | timed_out`. Send an `Idempotency-Key` so that a retried request does not
+switch a relay twice; add `?wait=<seconds>` to get the outcome in the same call.
+
+**Ingest** takes line protocol (`text/plain`) or a JSON batch (`application/json`), optionally gzipped. The
+whole request is checked first: any bad line refuses all of it (400, with the line numbers); the response comes
+after Kafka confirmed every record.
+"""
+
+
+def _error(status: int) -> dict[str, Any]:
+    descriptions = {
+        400: "the body cannot be read (not UTF-8 JSON), or (ingest) invalid lines or points, each listed with "
+        "its line number; nothing was accepted",
+        401: "no bearer token, or an unknown, revoked or expired one",
+        403: "the token lacks the scope for this device, site or operation",
+        404: "unknown device or command",
+        409: "the Idempotency-Key was used for a different request",
+        413: "the body is too large (as sent or decompressed), or has too many lines",
+        415: "unsupported content type or encoding",
+        422: "the request does not validate: unknown command or argument, wrong type, value out of bounds",
+        429: "the token is over its rate limit; retry after Retry-After seconds",
+        503: "Kafka or the MQTT broker did not confirm in time; nothing was accepted",
+    }
+    response: dict[str, Any] = {"model": ErrorBody, "description": descriptions[status]}
+    if status == 429:
+        response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+    return response
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: _error(status) for status in statuses}
+
+
+bearer = HTTPBearer(auto_error=False, description="a token from `telestack tokens create`")
+
+
+def get_service(request: Request) -> ActuatorService:
+    service: ActuatorService = request.app.state.service
+    return service
+
+
+Service = Annotated[ActuatorService, Depends(get_service)]
+
+
+def get_principal(
+    service: Service, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    return service.authenticate(credentials.credentials if credentials is not None else None)
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="device id (see GET /v1/devices)", examples=["plug-1"])]
+
+
+class _BodyLimit:
+    """413 for bodies over the limit (by Content-Length at once, or while reading a chunked body)."""
+
+    def __init__(self, app: ASGIApp, *, default_bytes: int, ingest_bytes: int) -> None:
+        self.app = app
+        self.default_bytes = default_bytes
+        self.ingest_bytes = ingest_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        limit = self.ingest_bytes if path == INGEST_PATH else self.default_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                body = ErrorBody(detail=f"the body is larger than {limit} bytes").model_dump_json()
+                response = Response(
+                    body, status_code=413, media_type="application/json", headers={"Connection": "close"}
+                )
+                await response(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise StarletteHTTPException(413, f"the body is larger than {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class _AccessLog:
+    """One log line and metrics per request; security headers on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                for name, value in ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")):
+                    if name not in names:
+                        headers.append((name, value))
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            metrics.HTTP_SECONDS.labels(route).observe(elapsed)
+            if route not in ("/healthz", "/metrics"):
+                client = scope.get("client")
+                log.info(
+                    "http",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    ms=round(elapsed * 1000, 1),
+                    client=client[0] if client else None,
+                )
+
+
+def _error_response(
+    status: int, detail: str, items: list[ErrorItem], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = ErrorBody(detail=detail, errors=items)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def request_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestError)
+        items = [ErrorItem(loc=list(p.loc), msg=p.msg, line=p.line) for p in exc.problems]
+        if request.url.path.endswith(INGEST_PATH) and exc.status != 401:
+            metrics.INGEST_REFUSED.labels(str(exc.status)).inc()
+        return _error_response(exc.status, exc.detail, items, exc.headers)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        items = [ErrorItem(loc=list(err.get("loc", ())), msg=str(err.get("msg", ""))) for err in exc.errors()]
+        summary = "; ".join(f"{'.'.join(str(p) for p in item.loc)}: {item.msg}" for item in items[:5])
+        return _error_response(422, f"invalid request: {summary}", items)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error_response(exc.status_code, str(exc.detail), [], dict(exc.headers or {}))
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", path=request.url.path, error=repr(exc), exc_info=exc)
+        return _error_response(500, "internal error; the actuator's log has the details", [])
+
+    app.add_exception_handler(RequestError, request_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _custom_openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+        servers=app.servers,
+    )
+    # The ingest body is read raw (to count bytes and gunzip); its JSON model is declared here.
+    batch = JsonBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(batch.pop("$defs", {}))
+    components["JsonBatch"] = batch
+    # The commands of the registry, each with its arguments and bounds (which device takes which: GET /v1/devices).
+    request = components["CommandRequest"]
+    request["oneOf"] = command_variants(app.state.service.registry)
+    app.openapi_schema = schema
+    return schema
+
+
+def _arg_schema(spec: ArgSpec) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": spec.type if spec.type != "boolean" else "boolean"}
+    if spec.description:
+        schema["description"] = spec.description + (f" ({spec.unit})" if spec.unit else "")
+    if spec.min is not None:
+        schema["minimum"] = spec.min
+    if spec.max is not None:
+        schema["maximum"] = spec.max
+    if spec.choices is not None:
+        schema["enum"] = list(spec.choices)
+    if spec.max_length is not None:
+        schema["maxLength"] = spec.max_length
+    if spec.default is not None:
+        schema["default"] = spec.default
+    return schema
+
+
+def command_variants(registry: Registry) -> list[dict[str, Any]]:
+    """One JSON schema per (command, argument set) of the registry's types."""
+    variants: dict[str, dict[str, Any]] = {}
+    for type_name, device_type in sorted(registry.types.items()):
+        for name, spec in device_type.commands.items():
+            args = {
+                "type": "object",
+                "properties": {arg: _arg_schema(arg_spec) for arg, arg_spec in spec.args.items()},
+                "required": [arg for arg, arg_spec in spec.args.items() if arg_spec.required],
+                "additionalProperties": False,
+            }
+            variant = {
+                "type": "object",
+                "title": f"{name} ({type_name})",
+                "properties": {"command": {"const": name}, "args": args},
+                "required": ["command"] + (["args"] if args["required"] else []),
+                "additionalProperties": False,
+            }
+            variants.setdefault(json.dumps(variant["properties"], sort_keys=True), variant)
+    return list(variants.values())
+
+
+def create_app(service: ActuatorService) -> FastAPI:
+    options = service.options
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="telestack actuator",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if options.docs else None,
+        redoc_url="/redoc" if options.docs else None,
+        openapi_url="/openapi.json" if options.docs else None,
+        openapi_tags=[
+            {"name": "commands", "description": "commands to devices and their outcome"},
+            {"name": "devices", "description": "the device registry with live state"},
+            {"name": "ingest", "description": "telemetry pushed by edge boxes"},
+            {"name": "operations", "description": "health and metrics"},
+        ],
+    )
+    app.state.service = service
+    app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
+    _install_error_handlers(app)
+    _add_routes(app, options.max_wait_s)
+    app.include_router(ui_router)
+    if options.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=options.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
+            max_age=600,
+        )
+    app.add_middleware(_BodyLimit, default_bytes=options.body_max_bytes, ingest_bytes=options.ingest_max_body_bytes)
+    app.add_middleware(_AccessLog)
+    return app
+
+
+def _add_routes(app: FastAPI, max_wait_s: float) -> None:
+    Wait = Annotated[
+        float,
+        Query(
+            ge=0,
+            le=max_wait_s,
+            description=f"seconds to wait for the command's final state (at most {max_wait_s:g})",
+        ),
+    ]
+
+    @app.post(
+        "/v1/devices/{device}/commands",
+        tags=["commands"],
+        summary="Issue a command to a device",
+        status_code=202,
+        response_model=CommandStatus,
+        responses={
+            200: {"model": CommandStatus, "description": "an earlier command with the same Idempotency-Key"},
+            202: {
+                "description": "the command, recorded and published (or final, with ?wait=)",
+                "headers": {"Location": {"description": "the command's URL", "schema": {"type": "string"}}},
+            },
+            **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
+        },
+    )
+    async def post_command(
+        device: DeviceId,
+        body: CommandRequest,
+        caller: Caller,
+        service: Service,
+        request: Request,
+        response: Response,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="any unique string (e.g. a UUID); a retry with the same key returns the first "
+                "command instead of issuing a second one",
+            ),
+        ] = None,
+        wait: Wait = 0,
+    ) -> CommandStatus:
+        record, replayed = await service.issue_command(caller, device, body.command, body.args, idempotency_key)
+        await service.wait(record, wait)
+        response.headers["Location"] = f"{request.scope.get('root_path', '')}/v1/commands/{record.id}"
+        if replayed:
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+        return command_status(record)
+
+    @app.get(
+        "/v1/commands/{command_id}",
+        tags=["commands"],
+        summary="Where a command stands",
+        response_model=CommandStatus,
+        responses=_errors(401, 403, 404, 422, 429),
+    )
+    async def get_command(
+        command_id: Annotated[str, Path(pattern=COMMAND_ID_PATTERN, description="id returned when it was issued")],
+        caller: Caller,
+        service: Service,
+        wait: Wait = 0,
+    ) -> CommandStatus:
+        record = service.command(caller, command_id)
+        await service.wait(record, wait)
+        return command_status(record)
+
+    def _view(service: ActuatorService, caller: Principal, device_id: str) -> DeviceView:
+        return device_view(
+            service.registry,
+            device_id,
+            service.tracker.device(device_id),
+            service.tracker.last_command(device_id),
+            can_command=caller.can_command(device_id),
+            default_timeout_s=service.options.command_timeout_s,
+        )
+
+    @app.get(
+        "/v1/devices",
+        tags=["devices"],
+        summary="Devices the token may see, with last-seen time, state and last command",
+        response_model=DeviceList,
+        responses=_errors(401, 403, 429),
+    )
+    async def list_devices(caller: Caller, service: Service) -> DeviceList:
+        return DeviceList(devices=[_view(service, caller, device) for device in service.visible_devices(caller)])
+
+    @app.get(
+        "/v1/devices/{device}",
+        tags=["devices"],
+        summary="One device",
+        response_model=DeviceView,
+        responses=_errors(401, 403, 404, 422, 429),
+    )
+    async def get_device(device: DeviceId, caller: Caller, service: Service) -> DeviceView:
+        service.check_visible(caller, device)
+        return _view(service, caller, device)
+
+    @app.post(
+        INGEST_PATH,
+        tags=["ingest"],
+        summary="Push telemetry (line protocol or JSON batch, optionally gzipped) for the token's site",
+        response_model=IngestAccepted,
+        responses=_errors(400, 401, 403, 413, 415, 422, 429, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/plain": {
+                        "schema": {"type": "string"},
+                        "example": "energy,device=box-7,sensor=meter-3 mean=21.5,min=20.1,max=22.0,diff=1.9 "
+                        "1714564800000000000\n",
+                    },
+                    "application/json": {"schema": {"$ref": "#/components/schemas/JsonBatch"}},
+                },
+            }
+        },
+    )
+    async def ingest(
+        request: Request,
+        caller: Caller,
+        service: Service,
+        site: Annotated[
+            str | None,
+            Query(pattern=ID_PATTERN, description="the site, when the token may ingest for several"),
+        ] = None,
+        precision: Annotated[
+            str,
+            Query(
+                pattern="^(" + "|".join(PRECISIONS) + ")$",
+                description="unit of integer timestamps (as InfluxDB's write API)",
+            ),
+        ] = "ns",
+        content_encoding: Annotated[str | None, Header(alias="Content-Encoding", description="gzip, or absent")] = None,
+    ) -> IngestAccepted:
+        body = await request.body()
+        if not body:
+            raise InvalidInput("the body is empty: send line protocol or a JSON batch")
+        result = await service.ingest(
+            caller,
+            body,
+            content_type=request.headers.get("content-type"),
+            content_encoding=content_encoding,
+            site=site,
+            precision=precision,
+        )
+        return IngestAccepted(site=result.site, points=result.points, records=result.records)
+
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Health of the actuator and its connections (MQTT, Kafka, token store)",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "a check is failing"}},
+    )
+    async def healthz(service: Service) -> JSONResponse:
+        checks = service.health()
+        healthy = all(ok for ok, _ in checks.values())
+        body = Health(
+            status="ok" if healthy else "failing",
+            checks={name: CheckResult(ok=ok, detail=detail) for name, (ok, detail) in checks.items()},
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/ui", status_code=303)
