@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretStr
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from telestack.core.errors import ConfigError
 from telestack.core.settings import TelestackSettings, env_name, load_settings
@@ -48,6 +48,11 @@ def _is_structured(annotation: Any) -> bool:
 
 
 _REQUIRED = object()
+
+
+def _jsonable(value: Any) -> Any:
+    """For --help: list defaults may hold models (e.g. buses) or paths."""
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
 
 
 def _leaves(
@@ -97,7 +102,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[T
             default = "(required)"
         if isinstance(default, BaseModel):
             default = default.model_dump()
-        shown = json.dumps(default) if isinstance(default, list | dict) else default
+        shown = json.dumps(default, default=_jsonable) if isinstance(default, list | dict) else default
         extra = " (JSON)" if _is_structured(info.annotation) else ""
         group.add_argument(
             f"--{'.'.join(p.replace('_', '-') for p in path)}",
