@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 
-.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting bench-actuator clean
+.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting bench-actuator bench-writer clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-alerting: venv ## alert evaluation points/s (100 rules x 1,000 series) and
 
 bench-actuator: venv ## actuator: command round trips to simulated plugs (p50/p99, commands/s), ingest lines/s
 	@$(PY) -m benchmarks.actuator
+
+bench-writer: venv ## influx-writer: Kafka → InfluxDB field values/s, lines/s, writer CPU, end-to-end delay
+	@$(PY) -m benchmarks.writer
 
 clean: services-down ## stop servers, remove the virtualenv and run data (keeps the build cache)
 	rm -rf $(VENV) .native .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,10 @@ __all__ = ["COMMANDS", "main"]
 # name → (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("telestack.simulators.command", "run a simulated vehicle (CAN) or MQTT devices"),
+    "influx-writer": ("telestack.influx_writer.command", "Kafka telemetry → InfluxDB, commit after write, bad lines to DLQ"),
+    "influx-init": ("telestack.influx_writer.init_command", "create buckets, the downsampling task and scoped tokens"),
+    "export": ("telestack.influx_writer.export_command", "export a time range from InfluxDB to Parquet or CSV"),
+    "import": ("telestack.influx_writer.import_command", "import a Parquet or CSV export into an InfluxDB bucket"),
     "alerting": ("telestack.alerting.command", "evaluate alert rules on telemetry and notify (SMS, webhook, ...)"),
     "alerts": ("telestack.alerting.alerts_command", "alert rules: check a file, backtest on history, show status"),
     "actuator": ("telestack.actuator.command", "HTTP API: device commands over MQTT, edge-box ingest, /ui page"),

@@ -1,0 +1,271 @@
+"""influx-writer throughput: Kafka ``telemetry`` → InfluxDB, in field values/s and lines/s, the writer's CPU,
+and the end-to-end delay from a record's timestamp to the point being queryable.
+
+Run with ``make bench-writer`` (reuses ``TELESTACK_TEST_ENDPOINTS`` if set, else starts native servers in a
+temp dir). Phases:
+
+1. backlog: ``--lines`` lines are produced first, then one ``telestack influx-writer`` process drains them;
+   the rate is measured on its ``lines_written`` metric, its CPU from the kernel's rusage of the process;
+2. latency: while the writer runs, probe points stamped "now" are produced under a steady background load
+   and polled in InfluxDB until visible;
+3. client comparison: the same batches posted with raw httpx (the writer's path) and with influxdb-client's
+   write API, CPU seconds per million lines of the posting process.
+
+The last line of output is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from telestack.core.kafka import KafkaProducer, ensure_topics
+from telestack.core.settings import InfluxSettings, KafkaSettings
+from telestack.influx_writer.annotated_csv import iter_rows
+from telestack.influx_writer.influx_http import InfluxHttp
+from telestack.native import Endpoints, NativeStack
+from telestack.native.servers import free_port
+
+__all__ = ["main"]
+
+FIELDS_PER_LINE = 4
+TELESTACK = str(Path(sys.executable).with_name("telestack"))
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _endpoints() -> Iterator[Endpoints]:
+    shared = os.environ.get("TELESTACK_TEST_ENDPOINTS")
+    if shared:
+        yield Endpoints.load(Path(shared))
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-writer-") as tmp, NativeStack(Path(tmp)) as endpoints:
+        yield endpoints
+
+
+def _line(i: int, t_ns: int) -> str:
+    # A decoded CAN frame: 2 tags, 4 fields (float, float, int, float).
+    return (
+        f"EngineData,vehicle=ved-{i % 4:02d},bus=can{i % 3} "
+        f"rpm={3000.0 + i % 997},throttle={(i % 100) / 4},gear={i % 6}i,coolant_temp={80 + (i % 40) / 8} {t_ns}"
+    )
+
+
+def _produce_backlog(kafka: KafkaSettings, topic: str, lines: int, per_record: int, base: int) -> float:
+    producer = KafkaProducer(kafka, config={"linger.ms": 50, "batch.size": 1_000_000})
+    started = time.perf_counter()
+    for start in range(0, lines, per_record):
+        value = "\n".join(_line(i, base + i * 1000) for i in range(start, min(lines, start + per_record)))
+        producer.produce(topic, value, key=f"ved-{start % 16}")
+    producer.flush(120)
+    return time.perf_counter() - started
+
+
+def _metric(port: int, name: str) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    for row in text.splitlines():
+        if row.startswith(name + " "):
+            return float(row.split()[1])
+    return 0.0
+
+
+def _count(api: InfluxHttp, flux: str) -> int:
+    """The ``_value`` of the first row of a ``count()`` query (0 when it returns nothing)."""
+    with api.query_csv(flux) as rows:
+        for table, values in iter_rows(rows):
+            return int(values[table.columns.index("_value")])
+    return 0
+
+
+def _latency_probes(kafka: KafkaSettings, influx: InfluxSettings, topic: str, probes: int) -> list[float]:
+    """Produce probe points stamped now under background load; seconds until each is queryable."""
+    stop = threading.Event()
+
+    def background() -> None:  # ~20k lines/s in records of 10 lines
+        producer = KafkaProducer(kafka)
+        i = 0
+        while not stop.is_set():
+            now = time.time_ns()
+            for _ in range(200):
+                producer.produce(topic, "\n".join(_line(i + j, now + j) for j in range(10)), key=f"ved-{i % 16}")
+                i += 10
+            time.sleep(0.1)
+        producer.flush(30)
+
+    load = threading.Thread(target=background, daemon=True)
+    load.start()
+    producer = KafkaProducer(kafka, config={"linger.ms": 0})
+    api = InfluxHttp(influx, gzip_level=0)
+    delays: list[float] = []
+    try:
+        for n in range(probes):
+            stamp = time.time_ns()
+            producer.produce(topic, f"probe,n=p{n} v=1i {stamp}", key="probe")
+            producer.poll(0)
+            flux = (
+                f'from(bucket: "{influx.bucket}") |> range(start: -1h) '
+                f'|> filter(fn: (r) => r._measurement == "probe" and r.n == "p{n}") |> count()'
+            )
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if _count(api, flux) == 1:
+                    delays.append((time.time_ns() - stamp) / 1e9)
+                    break
+                time.sleep(0.01)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        load.join(30)
+        producer.flush(10)
+        api.close()
+    return delays
+
+
+def _compare_clients(influx: InfluxSettings, lines: int) -> dict[str, float]:
+    """CPU seconds of this process per million lines, posting 5000-line batches two ways."""
+    from influxdb_client import InfluxDBClient
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    base = time.time_ns() - 7200 * 10**9
+    batches = ["\n".join(_line(i, base + i) for i in range(s, s + 5000)) for s in range(0, lines, 5000)]
+    out: dict[str, float] = {}
+    api = InfluxHttp(influx, gzip_level=1)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for body in batches:
+        api.write(body.encode())
+    out["httpx_gzip_cpu_s_per_mline"] = (time.process_time() - cpu) * 1e6 / lines
+    out["httpx_gzip_lines_per_s"] = lines / (time.perf_counter() - wall)
+    api.close()
+    with InfluxDBClient(url=influx.url, token=influx.require_token(), org=influx.org, enable_gzip=True) as client:
+        write = client.write_api(write_options=SYNCHRONOUS)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for body in batches:
+            write.write(bucket=influx.bucket, record=body)
+        out["influxdb_client_cpu_s_per_mline"] = (time.process_time() - cpu) * 1e6 / lines
+        out["influxdb_client_lines_per_s"] = lines / (time.perf_counter() - wall)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.writer", description=__doc__)
+    parser.add_argument("--lines", type=int, default=400_000, help="backlog lines (default 400000)")
+    parser.add_argument("--lines-per-record", type=int, default=10, help="lines per Kafka record (default 10)")
+    parser.add_argument("--probes", type=int, default=20, help="end-to-end latency probes (default 20)")
+    parser.add_argument("--batch-lines", type=int, default=5000, help="writer batch size (default 5000)")
+    parser.add_argument("--gzip-level", type=int, default=1, help="writer gzip level (default 1)")
+    args = parser.parse_args(argv)
+
+    with _endpoints() as endpoints:
+        run = uuid.uuid4().hex[:8]
+        topic = f"bench-writer-{run}"
+        kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)
+        ensure_topics(kafka, {topic: 3, f"{topic}.dlq": 1})
+        operator = InfluxSettings(url=endpoints.influx.url, org=endpoints.influx.org, token=endpoints.influx.token)  # type: ignore[arg-type]
+        admin = InfluxHttp(operator, gzip_level=0)
+        org_id = admin.api("GET", "/api/v2/orgs", params={"org": operator.org})["orgs"][0]["id"]
+        bucket = admin.api("POST", "/api/v2/buckets", json_body={"orgID": org_id, "name": f"bench-{run}"})
+        influx = operator.model_copy(update={"bucket": bucket["name"]})
+        try:
+            _say(f"servers: {endpoints.versions()}")
+            backlog_start = int(time.time()) - 3 * 3600  # s; the backlog's points are stamped from there
+            produce_s = _produce_backlog(kafka, topic, args.lines, args.lines_per_record, backlog_start * 10**9)
+            _say(
+                f"backlog: {args.lines:,} lines in {args.lines // args.lines_per_record:,} records ({produce_s:.1f} s)"
+            )
+            port = free_port()
+            env = {
+                **os.environ,
+                **endpoints.env(),
+                "TELESTACK_KAFKA__TOPICS__TELEMETRY": topic,
+                "TELESTACK_KAFKA__TOPICS__DLQ": f"{topic}.dlq",
+                "TELESTACK_INFLUX__BUCKET": influx.bucket,
+                "TELESTACK_INFLUX_WRITER__GROUP_ID": f"bench-{run}",
+                "TELESTACK_INFLUX_WRITER__BATCH_LINES": str(args.batch_lines),
+                "TELESTACK_INFLUX_WRITER__GZIP_LEVEL": str(args.gzip_level),
+                "TELESTACK_INFLUX_WRITER__HTTP__PORT": str(port),
+                "TELESTACK_LOG__LEVEL": "WARNING",
+            }
+            writer = subprocess.Popen([TELESTACK, "influx-writer"], env=env, start_new_session=True)
+            name = "telestack_influx_writer_lines_written_total"
+            while _metric(port, name) <= 0:
+                time.sleep(0.02)
+            t0, n0 = time.perf_counter(), _metric(port, name)
+            cpu0 = _proc_cpu(writer.pid)
+            while (written := _metric(port, name)) < args.lines:
+                if writer.poll() is not None:
+                    raise SystemExit(f"writer exited with {writer.returncode}")
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            cpu_s = _proc_cpu(writer.pid) - cpu0
+            lines_per_s = (written - n0) / elapsed
+            _say(f"drain: {written - n0:,.0f} lines in {elapsed:.2f} s")
+            delays = _latency_probes(kafka, influx, topic, args.probes)
+            os.killpg(writer.pid, signal.SIGTERM)
+            writer.wait(60)
+            stored = _count(
+                admin,
+                f'from(bucket: "{influx.bucket}") |> range(start: {backlog_start}, stop: {backlog_start + 3600})'
+                ' |> filter(fn: (r) => r._measurement == "EngineData") |> group() |> count()',
+            )
+            clients = _compare_clients(influx, min(args.lines, 100_000))
+        finally:
+            with contextlib.suppress(Exception):
+                admin.api("DELETE", f"/api/v2/buckets/{bucket['id']}")
+            admin.close()
+
+    figures = {
+        "field_values_per_s": round(lines_per_s * FIELDS_PER_LINE),
+        "lines_per_s": round(lines_per_s),
+        "lines": args.lines,
+        "lines_per_record": args.lines_per_record,
+        "fields_per_line": FIELDS_PER_LINE,
+        "writer_cpu_s_per_s": round(cpu_s / elapsed, 3),
+        "writer_cpu_us_per_line": round(cpu_s * 1e6 / max(1, written - n0), 2),
+        "field_values_stored": stored,  # of the backlog: lines x fields when nothing was lost
+        "e2e_delay_p50_ms": round(statistics.median(delays) * 1000, 1) if delays else None,
+        "e2e_delay_max_ms": round(max(delays) * 1000, 1) if delays else None,
+        "e2e_probes": len(delays),
+        **{k: round(v, 2) for k, v in clients.items()},
+    }
+    _say(
+        f"throughput: {figures['field_values_per_s']:,} field values/s, {figures['lines_per_s']:,} lines/s\n"
+        f"writer CPU: {figures['writer_cpu_s_per_s']} cores busy, {figures['writer_cpu_us_per_line']} us/line\n"
+        f"end-to-end delay (record timestamp → queryable, under ~20k lines/s load): "
+        f"p50 {figures['e2e_delay_p50_ms']} ms, max {figures['e2e_delay_max_ms']} ms over {len(delays)} probes\n"
+        f"raw httpx+gzip: {figures['httpx_gzip_cpu_s_per_mline']} CPU s per million lines; "
+        f"influxdb-client: {figures['influxdb_client_cpu_s_per_mline']} CPU s per million lines"
+    )
+    _say(json.dumps(figures))
+    return 0
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (and its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,276 @@
+"""The write side of the influx-writer: a thread that writes batches to InfluxDB, in order, one at a time.
+
+For each batch it returns a `FlushResult` saying whether the batch's offsets may be stored:
+
+- written (2xx): done;
+- 5xx, 429, timeout, connection refused: retried with capped backoff (honouring Retry-After) until it
+  succeeds; meanwhile the batch stays in flight, so the consumer pauses and nothing is stored;
+- 400/413/422: the batch is split to find the refused records (then, inside a multi-line record, the
+  refused lines); they go to the DLQ with InfluxDB's reason and are done once Kafka confirmed them;
+- 401/403: fatal; the result carries the error and the service stops without storing the batch;
+- shutdown while retrying: the batch is abandoned (not done), and will be read again by the next owner.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from telestack.core.errors import KafkaError
+from telestack.core.kafka import Record
+from telestack.influx_writer import metrics
+from telestack.influx_writer.backoff import Backoff
+from telestack.influx_writer.batcher import Batch
+from telestack.influx_writer.dead_letters import DeadLetter
+from telestack.influx_writer.errors import (
+    DeadLetterError,
+    InfluxAuthError,
+    InfluxRejectedError,
+    InfluxUnavailableError,
+    InfluxWriterError,
+)
+from telestack.influx_writer.isolation import isolate_rejected
+
+__all__ = ["DeadLetterSink", "FlushResult", "Flusher", "LineSink", "WriteHealth"]
+
+
+class LineSink(Protocol):
+    """Where line protocol goes (`InfluxHttp`, or a fake in unit tests)."""
+
+    def write(self, body: bytes) -> None: ...
+
+
+class DeadLetterSink(Protocol):
+    def send(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+class Abandoned(Exception):
+    """The flusher was stopped while a batch was still being retried."""
+
+
+@dataclass(slots=True)
+class FlushResult:
+    batch: Batch
+    done: bool  # offsets may be stored
+    lines_written: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    error: InfluxWriterError | None = None  # fatal: the service must stop
+
+
+@dataclass(slots=True)
+class WriteHealth:
+    """What /healthz reports about InfluxDB writes (read from another thread; plain assignments only)."""
+
+    failing_since: float | None = None
+    last_error: str | None = None
+    last_success: float | None = None
+
+    def probe(self) -> tuple[bool, str]:
+        if self.failing_since is None:
+            return True, "writing" if self.last_success else "no write yet"
+        return False, f"writes failing for {time.monotonic() - self.failing_since:.0f} s: {self.last_error}"
+
+
+class Flusher:
+    """Writes submitted batches on its own thread; results come back, in submission order, via `results`."""
+
+    def __init__(
+        self,
+        sink: LineSink,
+        dead_letters: DeadLetterSink,
+        backoff: Backoff,
+        *,
+        max_in_flight: int,
+        log: Any,
+        on_done: Callable[[FlushResult], None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.backoff = backoff
+        self.max_in_flight = max_in_flight
+        self.log = log
+        self.health = WriteHealth()
+        self._inbox: queue.Queue[Batch | None] = queue.Queue()
+        self._results: queue.Queue[FlushResult] = queue.Queue()
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name="influx-flusher", daemon=True)
+
+    # --- the consumer side ----------------------------------------------------------------------------
+
+    def start(self) -> Flusher:
+        self._thread.start()
+        return self
+
+    def submit(self, batch: Batch) -> None:
+        with self._lock:
+            self._in_flight += 1
+            metrics.IN_FLIGHT_BATCHES.set(self._in_flight)
+        self._inbox.put(batch)
+
+    def full(self) -> bool:
+        return self._in_flight >= self.max_in_flight
+
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def results(self, timeout_s: float = 0) -> list[FlushResult]:
+        """Results ready now (waiting up to `timeout_s` for the first one)."""
+        out: list[FlushResult] = []
+        try:
+            out.append(self._results.get(timeout=timeout_s) if timeout_s > 0 else self._results.get_nowait())
+            while True:
+                out.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        return out
+
+    def stop(self, timeout_s: float = 5) -> None:
+        """Abandon retries and end the thread; results of abandoned batches say done=False."""
+        self._stop.set()
+        self._inbox.put(None)
+        self._thread.join(timeout_s)
+
+    # --- the thread -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._inbox.get()
+            if batch is None:
+                return
+            if self._stop.is_set() or self._failed:
+                result = FlushResult(batch, done=False)
+            else:
+                result = self._flush(batch)
+                if result.error is not None:
+                    self._failed = True  # later batches are not written: the service is stopping
+            with self._lock:
+                self._in_flight -= 1
+                metrics.IN_FLIGHT_BATCHES.set(self._in_flight)
+            self._results.put(result)
+
+    def _flush(self, batch: Batch) -> FlushResult:
+        try:
+            try:
+                self._write(batch.body())
+                return self._done(batch, [])
+            except InfluxRejectedError as exc:
+                letters = self._isolate(batch.records, exc)
+                self._send_dead_letters(letters)
+                return self._done(batch, letters)
+        except Abandoned:
+            return FlushResult(batch, done=False)
+        except InfluxAuthError as exc:
+            metrics.WRITE_FAILURES.labels("auth").inc()
+            self.health.failing_since = self.health.failing_since or time.monotonic()
+            self.health.last_error = str(exc)
+            return FlushResult(batch, done=False, error=exc)
+
+    def _done(self, batch: Batch, letters: list[DeadLetter]) -> FlushResult:
+        dead_lines = sum(_line_count(letter.value) for letter in letters)
+        written = batch.lines - dead_lines
+        metrics.LINES_WRITTEN.inc(written)
+        metrics.BATCHES_WRITTEN.inc()
+        metrics.DLQ_RECORDS.inc(len(letters))
+        return FlushResult(batch, done=True, lines_written=written, dead_letters=letters)
+
+    def _write(self, body: bytes) -> None:
+        """Write, retrying transient failures until success; raises refusals, auth errors and `Abandoned`."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                self.sink.write(body)
+            except InfluxUnavailableError as exc:
+                metrics.WRITE_FAILURES.labels("unavailable").inc()
+                delay = self.backoff.delay(attempt, exc.retry_after_s)
+                if self.health.failing_since is None:
+                    self.health.failing_since = time.monotonic()
+                    self.log.warning("influx_write_failing", error=str(exc), retry_in_s=delay)
+                self.health.last_error = str(exc)
+                attempt += 1
+                if self._stop.wait(delay):
+                    raise Abandoned from exc
+                continue
+            except InfluxRejectedError:
+                metrics.WRITE_FAILURES.labels("rejected").inc()
+                raise
+            metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+            now = time.time()
+            metrics.LAST_WRITE_TIMESTAMP.set(now)
+            if self.health.failing_since is not None:
+                self.log.info(
+                    "influx_write_recovered",
+                    after_s=round(time.monotonic() - self.health.failing_since, 1),
+                    attempts=attempt + 1,
+                )
+                self.health.failing_since = None
+                self.health.last_error = None
+            self.health.last_success = now
+            return
+
+    def _attempt(self, body: bytes) -> tuple[str, int] | None:
+        """None when written, else (InfluxDB's reason, status) for a refusal."""
+        try:
+            self._write(body)
+        except InfluxRejectedError as exc:
+            return exc.reason, exc.status or 400
+        return None
+
+    def _isolate(self, records: list[Record], first: InfluxRejectedError) -> list[DeadLetter]:
+        statuses: dict[str, int] = {first.reason: first.status or 400}
+
+        def write_records(chunk: Sequence[Record]) -> str | None:
+            return self._reason(_join(rec.value for rec in chunk), statuses)
+
+        letters: list[DeadLetter] = []
+        for record, reason in isolate_rejected(records, write_records, first.reason):
+            lines = [line for line in record.value.split(b"\n") if line.strip()]
+            if len(lines) <= 1:
+                letters.append(DeadLetter(record, record.value, reason, statuses.get(reason, 400)))
+                continue
+            # A multi-line record: keep its good lines, dead-letter only the refused ones.
+            refused = isolate_rejected(lines, lambda chunk: self._reason(_join(chunk), statuses), reason)
+            letters.extend(DeadLetter(record, line, why, statuses.get(why, 400)) for line, why in refused)
+        self.log.warning(
+            "influx_rejected_lines",
+            records=len(records),
+            dead_letters=len(letters),
+            first_reason=letters[0].reason if letters else first.reason,
+        )
+        return letters
+
+    def _reason(self, body: bytes, statuses: dict[str, int]) -> str | None:
+        refused = self._attempt(body)
+        if refused is None:
+            return None
+        reason, status = refused
+        statuses[reason] = status
+        return reason
+
+    def _send_dead_letters(self, letters: list[DeadLetter]) -> None:
+        attempt = 0
+        while letters:
+            try:
+                self.dead_letters.send(letters)
+                return
+            except (DeadLetterError, KafkaError) as exc:
+                delay = self.backoff.delay(attempt)
+                self.log.warning("dlq_send_failed", error=str(exc), retry_in_s=delay)
+                attempt += 1
+                if self._stop.wait(delay):
+                    raise Abandoned from exc
+
+
+def _join(values: Any) -> bytes:
+    return b"\n".join(values)
+
+
+def _line_count(value: bytes) -> int:
+    return sum(1 for line in value.split(b"\n") if line.strip())

@@ -1,0 +1,132 @@
+"""Settings of the influx-writer service and of its tools (``influx-init``, ``export``, ``import``).
+
+One YAML section, ``influx_writer``, holds the writer's options and, under ``storage``, the long-term
+storage layout that ``telestack influx-init`` provisions (buckets, downsampling task, tokens)::
+
+    influx_writer:
+      batch_lines: 5000
+      batch_delay_ms: 200
+      storage:
+        raw_retention: 30d
+        downsampled_bucket: telemetry_1m
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from telestack.core.settings import HttpSettings, InfluxSettings, Section, TelestackSettings
+
+__all__ = [
+    "DURATION_PATTERN",
+    "InfluxToolSettings",
+    "StorageOptions",
+    "WriterOptions",
+    "WriterSettings",
+    "duration_seconds",
+]
+
+WRITER_PORT = 9103
+
+# A Flux-style duration: "30d", "1h30m", "90s"; "0" or "inf" means forever (retention only).
+DURATION_PATTERN = re.compile(r"^(\d+(w|d|h|m|s))+$")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration such as ``"1h30m"``; ``"0"`` and ``"inf"`` give 0 (forever).
+
+    >>> duration_seconds("1h30m"), duration_seconds("30d"), duration_seconds("inf")
+    (5400, 2592000, 0)
+    """
+    if text in ("0", "inf"):
+        return 0
+    if not DURATION_PATTERN.match(text):
+        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 1m30s (or 0/inf for forever)")
+    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in re.findall(r"(\d+)([wdhms])", text))
+
+
+def _check_duration(value: str, *, forever_ok: bool) -> str:
+    seconds = duration_seconds(value)
+    if seconds == 0 and not forever_ok:
+        raise ValueError("must be a positive duration such as 1m")
+    return value
+
+
+class StorageOptions(Section):
+    """Long-term storage provisioned by ``telestack influx-init``: the raw bucket is ``influx.bucket``."""
+
+    raw_retention: str = Field("30d", description="how long raw points are kept (e.g. 30d; 0 or inf: forever)")
+    downsampled_bucket: str = Field("telemetry_1m", description="bucket the downsampling task writes into")
+    downsampled_retention: str = Field(
+        "0", description="how long downsampled points are kept (e.g. 1825d; 0 or inf: forever)"
+    )
+    downsample_window: str = Field(
+        "1m", description="aggregation window: one mean/min/max/count per numeric field and window"
+    )
+    downsample_every: str = Field("1m", description="how often the downsampling task runs")
+    downsample_offset: str = Field("30s", description="delay after each run's time, so late points are included")
+    downsample_lookback: str = Field(
+        "5m", description="span each run recomputes (windows are overwritten, so late data is picked up)"
+    )
+    task_name: str = Field("telestack-downsample", description="name of the InfluxDB downsampling task")
+    writer_token_description: str = Field(
+        "telestack influx-writer: write raw telemetry", description="description of the writer's scoped token"
+    )
+    reader_token_description: str = Field(
+        "telestack readers: read raw and downsampled telemetry",
+        description="description of the read-only token (Grafana, alerting, export)",
+    )
+
+    @field_validator("raw_retention", "downsampled_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        return _check_duration(value, forever_ok=True)
+
+    @field_validator("downsample_window", "downsample_every", "downsample_offset", "downsample_lookback")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if value == "0s":
+            return value
+        return _check_duration(value, forever_ok=False)
+
+
+class WriterOptions(Section):
+    """The ``influx_writer`` section."""
+
+    group_id: str = Field("telestack-influx-writer", description="Kafka consumer group shared by the replicas")
+    batch_lines: int = Field(5_000, ge=1, description="a batch is written when it holds this many lines")
+    batch_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="... or this many bytes of line protocol (uncompressed)"
+    )
+    batch_delay_ms: int = Field(200, ge=1, description="... or when its first record is this old, ms")
+    gzip_level: int = Field(1, ge=0, le=9, description="gzip level of write requests (0: no compression)")
+    max_in_flight: int = Field(
+        2, ge=1, le=16, description="batches queued for or being written; past it consumption pauses"
+    )
+    retry_initial_ms: int = Field(200, ge=1, description="first delay before retrying a failed write, ms")
+    retry_max_ms: int = Field(5_000, ge=1, description="cap of the exponential retry delay, ms")
+    revoke_wait_ms: int = Field(
+        10_000, ge=0, description="on partition revoke, how long to wait for in-flight batches to finish, ms"
+    )
+    drain_timeout_ms: int = Field(20_000, ge=0, description="on shutdown, how long to wait for in-flight writes, ms")
+    http: HttpSettings = Field(
+        default_factory=lambda: HttpSettings(port=WRITER_PORT), description="/healthz and /metrics"
+    )
+    storage: StorageOptions = Field(default_factory=lambda: StorageOptions())
+
+
+class WriterSettings(TelestackSettings):
+    """Everything ``telestack influx-writer`` reads."""
+
+    influx: InfluxSettings = Field(default_factory=lambda: InfluxSettings())
+    influx_writer: WriterOptions = Field(default_factory=lambda: WriterOptions())
+
+
+class InfluxToolSettings(TelestackSettings):
+    """What ``telestack influx-init``, ``export`` and ``import`` read: InfluxDB and the storage layout."""
+
+    influx: InfluxSettings = Field(default_factory=lambda: InfluxSettings())
+    influx_writer: WriterOptions = Field(default_factory=lambda: WriterOptions())

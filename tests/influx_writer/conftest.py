@@ -1,0 +1,176 @@
+"""Fixtures of the influx-writer tests: writer settings on a fresh topic and bucket, an in-process writer,
+queries of what InfluxDB holds, committed offsets, and a private InfluxDB for outage tests."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+import structlog
+
+from telestack.core.kafka import KafkaProducer, ensure_topics
+from telestack.core.runtime import Shutdown
+from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, TopicSettings
+from telestack.influx_writer.backoff import Backoff
+from telestack.influx_writer.dead_letters import DeadLetterQueue
+from telestack.influx_writer.flusher import Flusher
+from telestack.influx_writer.influx_http import InfluxHttp
+from telestack.influx_writer.service import WriterService
+from telestack.influx_writer.settings import WriterOptions, WriterSettings
+from telestack.native import InfluxEndpoint
+from telestack.native.servers import InfluxServer
+
+LOG = structlog.get_logger("test-influx-writer")
+
+
+@pytest.fixture
+def writer_settings(
+    kafka_settings: KafkaSettings, influx_settings: InfluxSettings, topic: str, unique: str
+) -> WriterSettings:
+    dlq = f"{topic}.dlq"
+    ensure_topics(kafka_settings, {dlq: 1})
+    kafka = kafka_settings.model_copy(update={"topics": TopicSettings(telemetry=topic, dlq=dlq)})
+    options = WriterOptions(
+        group_id=f"writer-{unique}",
+        batch_lines=500,
+        batch_delay_ms=50,
+        retry_initial_ms=50,
+        retry_max_ms=500,
+        revoke_wait_ms=2_000,
+        http=HttpSettings(port=0),
+    )
+    return WriterSettings(kafka=kafka, influx=influx_settings, influx_writer=options)
+
+
+@dataclass
+class RunningWriter:
+    service: WriterService
+    flusher: Flusher
+    shutdown: Shutdown
+    thread: threading.Thread
+    error: list[BaseException]
+
+    def stop(self, timeout_s: float = 30) -> None:
+        self.shutdown.set()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "writer did not stop"
+
+
+@pytest.fixture
+def start_writer() -> Iterator[Callable[[WriterSettings], RunningWriter]]:
+    """Factory: a writer running in a thread on the given settings; stopped after the test."""
+    running: list[RunningWriter] = []
+    closers: list[Callable[[], object]] = []
+
+    def start(settings: WriterSettings) -> RunningWriter:
+        options = settings.influx_writer
+        sink = InfluxHttp(settings.influx, gzip_level=options.gzip_level)
+        producer = KafkaProducer(settings.kafka)
+        flusher = Flusher(
+            sink,
+            DeadLetterQueue(producer, settings.kafka.topics.dlq),
+            Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
+            max_in_flight=options.max_in_flight,
+            log=LOG,
+        ).start()
+        service = WriterService(settings, flusher, log=LOG)
+        shutdown = Shutdown()
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                service.run(shutdown)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, name="writer-under-test", daemon=True)
+        thread.start()
+        handle = RunningWriter(service, flusher, shutdown, thread, errors)
+        running.append(handle)
+        closers.extend([producer.close, sink.close])
+        return handle
+
+    yield start
+    for handle in running:
+        handle.shutdown.set()
+    for handle in running:
+        handle.thread.join(30)
+    for close in closers:
+        close()
+
+
+def produce_lines(settings: KafkaSettings, topic: str, records: list[bytes], keys: int = 7) -> None:
+    producer = KafkaProducer(settings)
+    for i, value in enumerate(records):
+        producer.produce(topic, value, key=f"dev-{i % keys}")
+    assert producer.close(30) == 0
+
+
+def flux_rows(influx: InfluxSettings, flux: str) -> list[dict[str, str]]:
+    """Rows of a Flux query as dicts of column → text (annotations skipped)."""
+    client = InfluxHttp(influx, gzip_level=0)
+    rows: list[dict[str, str]] = []
+    try:
+        with client.query_csv(flux) as reader:
+            header: list[str] | None = None
+            for row in reader:
+                if not row or not any(row):
+                    header = None
+                elif row[0].startswith("#"):
+                    continue
+                elif header is None:
+                    header = row
+                else:
+                    rows.append(dict(zip(header, row, strict=False)))
+    finally:
+        client.close()
+    return rows
+
+
+def count_points(influx: InfluxSettings, measurement: str | None = None) -> int:
+    where = f'|> filter(fn: (r) => r._measurement == "{measurement}")' if measurement else ""
+    rows = flux_rows(influx, f'from(bucket: "{influx.bucket}") |> range(start: 0) {where} |> group() |> count()')
+    return int(rows[0]["_value"]) if rows else 0
+
+
+def committed_offsets(kafka: KafkaSettings, group: str, topic: str, partitions: int = 3) -> dict[int, int]:
+    """The group's committed offset per partition (-1001 when none)."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
+    try:
+        committed = consumer.committed([confluent_kafka.TopicPartition(topic, p) for p in range(partitions)], 10)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in committed}
+
+
+def end_offsets(kafka: KafkaSettings, topic: str, partitions: int = 3) -> dict[int, int]:
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "offsets-probe"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def private_influx(tmp_path: Path, influx: InfluxEndpoint) -> Iterator[tuple[InfluxServer, InfluxSettings]]:
+    """An InfluxDB of this test alone, which it may stop and start (same port, same data)."""
+    server = InfluxServer(tmp_path / "influxdb")
+    server.install()
+    server.start()
+    try:
+        server.wait_ready(60)
+        token = "private-token-" + str(time.time_ns())
+        server.setup(username="admin", password="private-pass-123", org="telestack", bucket="telemetry", token=token)
+        yield server, InfluxSettings(url=server.url, org="telestack", bucket="telemetry", token=token)  # type: ignore[arg-type]
+    finally:
+        with contextlib.suppress(Exception):
+            server.kill()  # throw-away data: no need to wait for a clean shutdown
