@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("telestack.influx_writer.import_command", "import a Parquet or CSV export into an InfluxDB bucket"),
     "alerting": ("telestack.alerting.command", "evaluate alert rules on telemetry and notify (SMS, webhook, ...)"),
     "alerts": ("telestack.alerting.alerts_command", "alert rules: check a file, backtest on history, show status"),
+    "mqtt-bridge": ("telestack.mqtt_bridge.command", "MQTT devices → mapping rules → Kafka telemetry, acks → commands"),
     "actuator": ("telestack.actuator.command", "HTTP API: device commands over MQTT, edge-box ingest, /ui page"),
     "tokens": ("telestack.actuator.tokens_command", "create, list and revoke the actuator's bearer tokens"),
     "native": (

@@ -146,8 +146,10 @@ class NativeServer:
         """SIGTERM, then SIGKILL after `timeout_s`."""
         if self.process is None or self.process.poll() is not None:
             return
-        stop_process_group(self.process.pid, timeout_s)
-        self.process.wait()
+        process = self.process
+        # poll() reaps the exited child: without it, its zombie keeps the group "alive" until the timeout.
+        stop_process_group(process.pid, timeout_s, alive=lambda: process.poll() is None)
+        process.wait()
 
     def kill(self) -> None:
         """SIGKILL, for fault tests."""

@@ -8,7 +8,11 @@ import importlib
 __all__ = ["KINDS", "configure", "run"]
 
 # kind → (module, one-line summary); each module provides configure(parser) and run(args) -> int.
-KINDS: dict[str, tuple[str, str]] = {}
+KINDS: dict[str, tuple[str, str]] = {
+    "fermenters": ("telestack.simulators.fermenters", "STC-1000 fermenter thermostats over MQTT (set_setpoint)"),
+    "energy-meter": ("telestack.simulators.energy_meter", "an Eco-devices teleinfo electricity meter over MQTT"),
+    "smart-plug": ("telestack.simulators.smart_plug", "myStrom-style smart plugs over MQTT (on, off, toggle)"),
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

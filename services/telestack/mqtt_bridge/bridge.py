@@ -1,0 +1,495 @@
+"""The bridge loop: MQTT messages → mapping rules → Kafka, each MQTT message acknowledged after Kafka confirmed it.
+
+Delivery, as it is written below:
+
+- One MQTT 5 session with a fixed client id, session expiry > 0 and ``clean_start`` off, subscribed at QoS 1:
+  the broker keeps the subscriptions and queues messages while the bridge is away.
+- paho's manual ack: a message is acknowledged (PUBACK) only in the Kafka delivery callback of its record.
+  The MQTT 5 receive maximum (``mqtt_bridge.inflight_window``) bounds the messages between the two.
+  (QoS 0 messages, which devices like the STC-1000 publish, need no ack and are outside that window; the
+  producer's queue bounds them: `KafkaProducer.produce` waits for room.)
+- Every message becomes exactly one Kafka record: line protocol on ``telemetry``, a device ack on ``commands``,
+  or the untouched payload on ``telemetry.dlq`` with headers ``mqtt_topic``, ``reason``, ``rule``, ``detail``.
+  So a bad message is acknowledged too, once its dead letter is safe, and never blocks the window.
+- A record Kafka reports failed is produced again; its message stays unacknowledged meanwhile.
+- After a disconnect the broker redelivers every unacknowledged message, so the acks of records from the
+  previous connection are dropped (their packet ids belong to that connection). Redelivered messages may
+  reach Kafka twice: at-least-once, and InfluxDB overwrites a point with the same series and time.
+- Reconnects use exponential backoff; every disconnect is logged and counted, and the health check fails
+  when the broker has been unreachable longer than ``mqtt_bridge.reconnect_bound_s``.
+
+One thread does it all (`run`): it drives paho through its external-loop API (``loop_read``, ``loop_write``,
+``loop_misc`` on ``select``) and serves Kafka delivery callbacks between packets. No locks, and no wake-up
+socket per acknowledgement as paho's own network thread would need.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from telestack.core.errors import KafkaError
+from telestack.core.kafka import Delivery, KafkaProducer
+from telestack.core.mqtt import SESSION_EXPIRY_S, make_client
+from telestack.core.runtime import Shutdown, get_logger
+from telestack.mqtt_bridge import metrics
+from telestack.mqtt_bridge.acks import AckRoute, ack_record
+from telestack.mqtt_bridge.errors import MappingError
+from telestack.mqtt_bridge.mapping import map_message
+from telestack.mqtt_bridge.rules import RuleSet, minimal_filters
+from telestack.mqtt_bridge.settings import BridgeSettings
+
+__all__ = ["MqttBridge"]
+
+# Reconnect backoff: first retry after MIN, doubling up to MAX, s.
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+# How long the loop waits on the MQTT socket: short while Kafka is expected to confirm records soon (that is
+# the ack latency), long when nothing is in flight (that is the shutdown latency), s.
+WAIT_BUSY_S = 0.002
+WAIT_SLOW_S = 0.05  # records in flight, but Kafka confirmed nothing for a while (it is slow or away)
+WAIT_IDLE_S = 0.2
+# Packets read per wait on the socket, at most, before Kafka callbacks are served.
+READ_BURST = 64
+# Counters are added to the Prometheus metrics at most this often, s (one inc per message costs a lock).
+METRICS_EVERY_S = 0.5
+
+
+class _InFlight:
+    """One Kafka record and the MQTT message it answers for; called back once Kafka has settled it."""
+
+    __slots__ = ("bridge", "generation", "headers", "key", "kind", "mid", "qos", "timestamp_ms", "topic", "value")
+
+    def __init__(
+        self,
+        bridge: MqttBridge,
+        kind: str,
+        topic: str,
+        value: str | bytes,
+        key: str,
+        headers: list[tuple[str, str | bytes]] | None,
+        timestamp_ms: int,
+        generation: int,
+        mid: int,
+        qos: int,
+    ) -> None:
+        self.bridge = bridge
+        self.kind = kind
+        self.topic = topic
+        self.value = value
+        self.key = key
+        self.headers = headers
+        self.timestamp_ms = timestamp_ms
+        self.generation = generation
+        self.mid = mid
+        self.qos = qos
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.bridge._settle(self, delivery)
+
+
+class _Counts:
+    """Per-message counts, kept as plain ints in the loop and added to the Prometheus counters in batches."""
+
+    __slots__ = ("acked", "commands", "commands_acks", "dlq", "failures", "points", "received", "telemetry")
+
+    def __init__(self) -> None:
+        self.received = self.acked = self.points = self.failures = 0
+        self.telemetry = self.dlq = self.commands = self.commands_acks = 0
+
+    def publish(self) -> None:
+        for name, metric in (
+            ("received", metrics.MESSAGES_RECEIVED),
+            ("acked", metrics.MESSAGES_ACKED),
+            ("points", metrics.POINTS),
+            ("failures", metrics.DELIVERY_FAILURES),
+            ("commands_acks", metrics.COMMAND_ACKS),
+        ):
+            value = getattr(self, name)
+            if value:
+                metric.inc(value)
+                setattr(self, name, 0)
+        for kind in ("telemetry", "dlq", "commands"):
+            value = getattr(self, kind)
+            if value:
+                metrics.RECORDS_CONFIRMED.labels(kind).inc(value)
+                setattr(self, kind, 0)
+
+
+class MqttBridge:
+    """Subscribes, maps, produces and acknowledges; see the module docstring for the delivery rules."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        rules: RuleSet,
+        producer: KafkaProducer,
+        *,
+        log: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.options = settings.mqtt_bridge
+        self.rules = rules
+        self.producer = producer
+        self.log = log or get_logger("mqtt-bridge")
+        topics = settings.kafka.topics
+        self._telemetry_topic = topics.telemetry
+        self._dlq_topic = topics.dlq
+        self._commands_topic = topics.commands
+        self._ack_route = AckRoute.parse(self.options.ack_topic) if self.options.ack_topic else None
+        self._max_payload = self.options.max_payload_bytes
+        filters = list(self.options.subscriptions) if self.options.subscriptions else rules.subscriptions()
+        if self._ack_route is not None:
+            filters = minimal_filters([*filters, self._ack_route.subscription])
+        group = self.options.share_group
+        self.subscriptions = [f"$share/{group}/{f}" if group else f for f in filters]
+        self._counts = _Counts()
+        self.messages_received = 0  # since start, for tests and logs (the metric is process-wide)
+        self._retries: list[_InFlight] = []
+        # Connection state (the health probes read it from the HTTP thread: single assignments only).
+        self._generation = 0
+        self._connected = False
+        self._subscribed = False
+        self._down_since: float | None = time.monotonic()
+        self._last_disconnect_reason = "not connected yet"
+        self._last_confirm = time.monotonic()
+        self._draining = False
+        self._next_attempt = 0.0
+        self._backoff = BACKOFF_MIN_S
+        self.client = self._make_client()
+
+    # --- MQTT connection ----------------------------------------------------------------------------------
+
+    def _make_client(self) -> paho.Client:
+        client = make_client(self.settings.mqtt, client_id=self.options.client_id, manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        properties.ReceiveMaximum = self.options.inflight_window
+        mqtt = self.settings.mqtt
+        client.connect_async(mqtt.host, mqtt.port, keepalive=mqtt.keepalive_s, clean_start=False, properties=properties)
+        return client
+
+    def _try_connect(self) -> None:
+        """Open the connection (CONNACK comes through the loop); on failure, schedule the next try."""
+        now = time.monotonic()
+        if now < self._next_attempt:
+            return
+        mqtt = self.settings.mqtt
+        try:
+            self.client.reconnect()
+        except OSError as exc:
+            self._last_disconnect_reason = f"cannot reach {mqtt.host}:{mqtt.port}: {exc}"
+            self.log.warning("mqtt broker unreachable", error=str(exc), retry_in_s=self._backoff)
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            self._last_disconnect_reason = f"connection refused: {reason}"
+            self.log.warning(
+                "mqtt connection refused", reason=str(reason), hint="check mqtt.username and mqtt.password"
+            )
+            return
+        self._generation += 1
+        down_for = None if self._down_since is None else round(time.monotonic() - self._down_since, 3)
+        self._connected = True
+        self._down_since = None
+        self._backoff = BACKOFF_MIN_S
+        metrics.CONNECTED.set(1)
+        self.log.info(
+            "mqtt connected", session_present=bool(flags.session_present), down_s=down_for, generation=self._generation
+        )
+        # Subscribing again is harmless with a session present and picks up rules added since the last run;
+        # retain handling 1: retained messages only for subscriptions the session did not have yet.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(topic, options) for topic in self.subscriptions])
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any
+    ) -> None:
+        refused = [
+            f"{topic}: {reason}"
+            for topic, reason in zip(self.subscriptions, reasons, strict=False)
+            if reason.is_failure
+        ]
+        if refused:
+            self.log.error("mqtt subscriptions refused", refused=refused)
+        self._subscribed = not refused
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Properties | None
+    ) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._subscribed = False
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        metrics.CONNECTED.set(0)
+        if self._draining:
+            return
+        self._schedule_retry()
+        if was_connected:
+            metrics.DISCONNECTS.inc()
+            self._last_disconnect_reason = str(reason)
+            self.log.warning(
+                "mqtt disconnected; reconnecting with backoff",
+                reason=str(reason),
+                generation=self._generation,
+                retry_in_s=round(self._next_attempt - time.monotonic(), 3),
+            )
+
+    # --- messages -----------------------------------------------------------------------------------------
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self._draining:
+            return  # not acknowledged: the broker gives it to the next session
+        self._counts.received += 1
+        self.messages_received += 1
+        topic = msg.topic
+        payload = bytes(msg.payload)  # the same object when paho gives bytes, as it does
+        arrival_ns = time.time_ns()
+        arrival_ms = arrival_ns // 1_000_000
+        token = (self._generation, msg.mid, msg.qos)
+        if len(payload) > self._max_payload:
+            error = MappingError(
+                "oversize", f"{len(payload)} bytes > mqtt_bridge.max_payload_bytes {self._max_payload}"
+            )
+            self._dead_letter(topic, payload, error, arrival_ms, token)
+            return
+        if self._ack_route is not None:
+            device = self._ack_route.device(topic)
+            if device is not None:
+                try:
+                    value = ack_record(device, payload, arrival_ms)
+                except MappingError as exc:
+                    self._dead_letter(topic, payload, exc, arrival_ms, token)
+                    return
+                self._produce("commands", self._commands_topic, value, device, None, arrival_ms, token)
+                return
+        try:
+            mapped = map_message(self.rules, topic, payload, arrival_ns)
+        except MappingError as exc:
+            self._dead_letter(topic, payload, exc, arrival_ms, token)
+            return
+        self._counts.points += mapped.points
+        self._produce("telemetry", self._telemetry_topic, mapped.value, mapped.key, None, arrival_ms, token)
+
+    def _dead_letter(
+        self, topic: str, payload: bytes, error: MappingError, arrival_ms: int, token: tuple[int, int, int]
+    ) -> None:
+        metrics.DEAD_LETTERS.labels(error.reason).inc()
+        headers: list[tuple[str, str | bytes]] = [
+            ("mqtt_topic", topic),
+            ("reason", error.reason),
+            ("rule", error.rule or ""),
+            ("detail", error.detail[:1000]),
+            ("received_ms", str(arrival_ms)),
+        ]
+        self._produce("dlq", self._dlq_topic, payload, topic, headers, arrival_ms, token)
+
+    # --- Kafka --------------------------------------------------------------------------------------------
+
+    def _produce(
+        self,
+        kind: str,
+        topic: str,
+        value: str | bytes,
+        key: str,
+        headers: list[tuple[str, str | bytes]] | None,
+        arrival_ms: int,
+        token: tuple[int, int, int],
+    ) -> None:
+        generation, mid, qos = token
+        self._send(_InFlight(self, kind, topic, value, key, headers, arrival_ms, generation, mid, qos))
+
+    def _send(self, record: _InFlight) -> None:
+        try:
+            self.producer.produce(
+                record.topic,
+                record.value,
+                key=record.key,
+                headers=record.headers,
+                timestamp_ms=record.timestamp_ms,
+                on_delivery=record,
+            )
+        except KafkaError as exc:
+            # Not queued (e.g. an invalid topic name): the MQTT message stays unacknowledged; retried later.
+            self._counts.failures += 1
+            self.log.error("kafka produce failed; will retry", topic=record.topic, error=str(exc))
+            self._retries.append(record)
+
+    def _settle(self, record: _InFlight, delivery: Delivery) -> None:
+        counts = self._counts
+        if delivery.ok:
+            self._last_confirm = time.monotonic()
+            if record.kind == "telemetry":
+                counts.telemetry += 1
+            elif record.kind == "dlq":
+                counts.dlq += 1
+            else:
+                counts.commands += 1
+                counts.commands_acks += 1
+            if record.qos and record.generation == self._generation and self._connected:
+                self.client.ack(record.mid, record.qos)
+                counts.acked += 1
+            return
+        counts.failures += 1
+        stale = record.qos > 0 and record.generation != self._generation
+        self.log.warning(
+            "kafka delivery failed",
+            topic=record.topic,
+            key=record.key,
+            error=delivery.error,
+            action="dropped: the broker redelivers the message" if stale else "produced again",
+        )
+        if not stale:
+            self._retries.append(record)
+
+    def _produce_retries(self) -> None:
+        retries, self._retries = self._retries, []
+        for record in retries:
+            if record.qos and record.generation != self._generation:
+                continue  # the broker redelivers the message on the new connection
+            self._send(record)
+
+    # --- the loop -----------------------------------------------------------------------------------------
+
+    def run(self, shutdown: Shutdown) -> None:
+        """Bridge until `shutdown` is set, then drain."""
+        mqtt = self.settings.mqtt
+        self.log.info(
+            "starting",
+            broker=f"{mqtt.host}:{mqtt.port}",
+            client_id=self.options.client_id,
+            subscriptions=self.subscriptions,
+            rules=len(self.rules),
+            inflight_window=self.options.inflight_window,
+        )
+        try:
+            next_housekeeping = 0.0
+            while not shutdown.is_set():
+                self._step()
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    self._housekeeping()
+                    next_housekeeping = now + METRICS_EVERY_S
+        finally:
+            self.drain()
+
+    def _step(self) -> None:
+        """One pass: wait for the MQTT socket (briefly when Kafka owes us confirmations), read, write, poll."""
+        client = self.client
+        sock = client.socket()
+        pending = self.producer.pending()
+        if sock is None:
+            self._try_connect()
+            sock = client.socket()
+            if sock is None:
+                self.producer.poll(WAIT_SLOW_S if pending else WAIT_IDLE_S)
+                return
+        if pending:
+            slow = time.monotonic() - self._last_confirm > 1.0
+            wait = WAIT_SLOW_S if slow else WAIT_BUSY_S
+        else:
+            wait = WAIT_IDLE_S
+        has_buffered = getattr(sock, "pending", None)  # TLS: bytes already decrypted are invisible to select
+        if has_buffered is not None and has_buffered() > 0:
+            wait = 0.0
+        try:
+            readable, writable, _ = select.select([sock], [sock] if client.want_write() else [], [], wait)
+        except (OSError, ValueError):
+            readable, writable = [sock], []  # the socket broke: loop_read reports it and paho closes it
+        if readable:
+            # loop_read handles one packet; while they are PUBLISHes, more are likely buffered (a backlog).
+            for _ in range(READ_BURST):
+                before = self.messages_received
+                if client.loop_read() != paho.MQTT_ERR_SUCCESS or self.messages_received == before:
+                    break
+        if client.socket() is not None and (writable or client.want_write()):
+            client.loop_write()
+        self.producer.poll(0)  # delivery callbacks: acks are queued and written just below or next pass
+        if client.want_write() and client.socket() is not None:
+            client.loop_write()
+
+    def _housekeeping(self) -> None:
+        if self.client.socket() is not None:
+            self.client.loop_misc()  # keepalive pings, and a dead connection noticed
+        pending = self.producer.pending()
+        if not pending and not self._retries:
+            self._last_confirm = time.monotonic()  # nothing waits: Kafka is not stalled
+        if self._retries:
+            self._produce_retries()
+        metrics.INFLIGHT.set(pending)
+        self._counts.publish()
+
+    def drain(self, timeout_s: float | None = None) -> None:
+        """Stop taking messages, acknowledge what Kafka confirms within `timeout_s`, disconnect.
+
+        `timeout_s` defaults to ``mqtt_bridge.drain_timeout_s``.
+
+        Messages still unconfirmed stay unacknowledged: the broker redelivers them to the next session.
+        """
+        self._draining = True
+        client = self.client
+        deadline = time.monotonic() + (self.options.drain_timeout_s if timeout_s is None else timeout_s)
+        while self.producer.pending() and time.monotonic() < deadline:
+            self.producer.poll(0.05)
+            if client.socket() is not None and client.want_write():
+                client.loop_write()
+        if client.socket() is not None:
+            client.disconnect()
+            end = time.monotonic() + 2
+            while client.socket() is not None and time.monotonic() < end:
+                if client.loop_write() != paho.MQTT_ERR_SUCCESS:
+                    break
+                time.sleep(0.005)
+        left = self.producer.pending()
+        self._counts.publish()
+        metrics.CONNECTED.set(0)
+        metrics.INFLIGHT.set(left)
+        self.log.info("drained", unconfirmed=left)
+
+    # --- health -------------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected and every subscription granted by the broker."""
+        return self._connected and self._subscribed
+
+    def mqtt_health(self) -> tuple[bool, str]:
+        if self._connected:
+            state = "subscribed" if self._subscribed else "subscribing"
+            return True, f"connected and {state} (connection {self._generation})"
+        down_since = self._down_since if self._down_since is not None else time.monotonic()
+        down_for = time.monotonic() - down_since
+        detail = f"disconnected for {down_for:.1f} s ({self._last_disconnect_reason})"
+        return down_for <= self.options.reconnect_bound_s, detail
+
+    def kafka_health(self) -> tuple[bool, str]:
+        pending = self.producer.pending() + len(self._retries)
+        if self.producer.last_error and self.producer.last_error.startswith("fatal"):
+            return False, self.producer.last_error
+        waiting = time.monotonic() - self._last_confirm
+        if pending and waiting > self.options.kafka_stall_s:
+            return False, f"{pending} records unconfirmed; nothing confirmed for {waiting:.0f} s"
+        return True, f"{pending} records in flight"
