@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 
-.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting bench-actuator bench-writer bench-mqtt clean
+.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting bench-actuator bench-writer bench-mqtt bench-can clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench-writer: venv ## influx-writer: Kafka → InfluxDB field values/s, lines/s,
 
 bench-mqtt: venv ## MQTT bridge: QoS 1 msg/s acked after Kafka, and CPU, on real Mosquitto and Kafka
 	@$(PY) -m benchmarks.mqtt
+
+bench-can: venv ## CAN gateway: recorded log → decode → Kafka, frames/s vs a plain python-can + cantools loop
+	@$(PY) -m benchmarks.can
 
 clean: services-down ## stop servers, remove the virtualenv and run data (keeps the build cache)
 	rm -rf $(VENV) .native .pytest_cache .mypy_cache .ruff_cache

@@ -50,11 +50,6 @@ def _is_structured(annotation: Any) -> bool:
 _REQUIRED = object()
 
 
-def _jsonable(value: Any) -> Any:
-    """For --help: list defaults may hold models (e.g. buses) or paths."""
-    return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
-
-
 def _leaves(
     model: type[BaseModel], prefix: tuple[str, ...] = (), section_default: Any = None
 ) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
@@ -102,7 +97,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings_cls: type[T
             default = "(required)"
         if isinstance(default, BaseModel):
             default = default.model_dump()
-        shown = json.dumps(default, default=_jsonable) if isinstance(default, list | dict) else default
+        # list defaults may hold models (e.g. buses) or paths
+        shown = json.dumps(to_jsonable_python(default)) if isinstance(default, list | dict) else default
         extra = " (JSON)" if _is_structured(info.annotation) else ""
         group.add_argument(
             f"--{'.'.join(p.replace('_', '-') for p in path)}",

@@ -9,6 +9,7 @@ __all__ = ["KINDS", "configure", "run"]
 
 # kind → (module, one-line summary); each module provides configure(parser) and run(args) -> int.
 KINDS: dict[str, tuple[str, str]] = {
+    "vehicle": ("telestack.simulators.vehicle", "a racing car on three CAN buses, from the project DBC"),
     "fermenters": ("telestack.simulators.fermenters", "STC-1000 fermenter thermostats over MQTT (set_setpoint)"),
     "energy-meter": ("telestack.simulators.energy_meter", "an Eco-devices teleinfo electricity meter over MQTT"),
     "smart-plug": ("telestack.simulators.smart_plug", "myStrom-style smart plugs over MQTT (on, off, toggle)"),

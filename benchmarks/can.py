@@ -1,0 +1,214 @@
+"""CAN gateway speed: a large recorded log replayed as fast as possible through decode + produce, in frames/s.
+
+Beside it, on the same frames and the same Kafka, in the same run:
+
+- baseline: the plain loop one would write first: python-can's log reader, ``cantools`` ``decode_message``,
+  one line of line protocol per frame (``telestack.core.lineproto.format_point``), one Kafka record per frame;
+- decode only: python-can's reader and ``decode_message`` alone (no output at all), for scale.
+
+The log is three saturated 1 Mbit/s buses (``telestack simulate vehicle`` with ``bus_load: 1``), classic and
+CAN FD frames, multiplexed cell voltages and temperatures. The gateway run also writes every frame to
+``can.raw``, which the baseline does not. Each loop runs `--repeat` times, interleaved, and the best run
+counts (the machine is shared). Run with ``make bench-can``; the last line is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+DBC = Path(__file__).resolve().parents[1] / "config" / "dbc" / "telestack_vehicle.dbc"
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _record_log(path: Path, frames: int) -> int:
+    """Write `frames` frames of a simulated car on three saturated buses as a candump log."""
+    import cantools
+
+    from telestack.can_gateway.decoder import BRS, FD, frame_key
+    from telestack.can_gateway.rawframes import candump_line
+    from telestack.simulators.vehicle import SimulatorOptions, simulate
+
+    db = cantools.database.load_file(str(DBC))
+    options = SimulatorOptions(bus_load=1.0, realtime=False, start_time=1_700_000_000.0, send=False)
+    written = 0
+    with open(path, "w", encoding="ascii") as file:
+        for ts, bus, message, data in simulate(db, options):
+            flags = FD | BRS if message.is_fd else 0
+            frame = (ts, frame_key(message.frame_id, message.is_extended_frame), flags, data)
+            file.write(candump_line(frame, bus) + "\n")
+            written += 1
+            if written >= frames:
+                break
+    return written
+
+
+def _kafka(workdir: Path) -> tuple[Any, Any]:
+    """Kafka settings from TELESTACK_TEST_ENDPOINTS, else a Kafka server of our own (returned to stop it)."""
+    from telestack.core.settings import KafkaSettings
+    from telestack.native import Endpoints
+    from telestack.native.servers import KafkaServer
+
+    shared = os.environ.get("TELESTACK_TEST_ENDPOINTS")
+    if shared:
+        return KafkaSettings(bootstrap_servers=Endpoints.load(Path(shared)).kafka.bootstrap_servers), None
+    server = KafkaServer(workdir / "kafka")
+    _say("starting a Kafka server for the benchmark ...")
+    server.install()
+    server.start()
+    server.wait_ready(120)
+    return KafkaSettings(bootstrap_servers=f"127.0.0.1:{server.port}"), server
+
+
+def _gateway_run(kafka: Any, log: Path, workdir: Path, reader: str) -> tuple[float, int, Any]:
+    from telestack.can_gateway.command import build_gateway
+    from telestack.can_gateway.settings import CanGatewaySettings
+    from telestack.core.runtime import Shutdown
+
+    settings = CanGatewaySettings(
+        kafka=kafka,
+        can_gateway={
+            "vehicle": "ved-01",
+            "databases": [DBC],
+            "replay": {"files": [log], "speed": 0, "reader": reader},
+            "reload_interval_s": 0,
+            "spool": {"directory": workdir / f"spool-{uuid.uuid4().hex[:6]}"},
+        },
+    )
+    gateway = build_gateway(settings)
+    started = time.perf_counter()
+    status = gateway.run(Shutdown())  # returns once every record is confirmed by Kafka
+    elapsed = time.perf_counter() - started
+    if status != 0 or not gateway.outbox.idle():
+        outbox = gateway.outbox
+        raise RuntimeError(
+            f"gateway run failed (status {status}, {len(outbox.spool)} records left in the spool, "
+            f"{outbox.unconfirmed} unconfirmed, Kafka up: {outbox.link_up}, {outbox.stats})"
+        )
+    return elapsed, gateway.stats.frames, gateway
+
+
+def _baseline_run(kafka: Any, log: Path, topic: str) -> tuple[float, int]:
+    import can
+    import cantools
+
+    from telestack.core.kafka import KafkaProducer
+    from telestack.core.lineproto import Point, format_point
+
+    db: Any = cantools.database.load_file(str(DBC))
+    producer = KafkaProducer(kafka)
+    frames = 0
+    started = time.perf_counter()
+    for msg in can.LogReader(str(log)):
+        message = db.get_message_by_frame_id(msg.arbitration_id | (0x80000000 if msg.is_extended_id else 0))
+        decoded = db.decode_message(msg.arbitration_id, msg.data, force_extended_id=msg.is_extended_id)
+        fields = {
+            k: v if isinstance(v, int | float) else str(v)
+            for k, v in decoded.items()
+            if not (isinstance(v, float) and v != v)
+        }
+        tags = {"vehicle": "ved-01", "bus": str(msg.channel)}
+        line = format_point(Point(message.name, tags, fields, round(msg.timestamp * 1_000_000) * 1000))
+        producer.produce(topic, line, key="ved-01")
+        frames += 1
+    producer.flush(120)
+    return time.perf_counter() - started, frames
+
+
+def _decode_only_run(log: Path) -> tuple[float, int]:
+    import can
+    import cantools
+
+    db: Any = cantools.database.load_file(str(DBC))
+    frames = 0
+    started = time.perf_counter()
+    for msg in can.LogReader(str(log)):
+        db.decode_message(msg.arbitration_id, msg.data, force_extended_id=msg.is_extended_id)
+        frames += 1
+    return time.perf_counter() - started, frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.can", description=__doc__)
+    parser.add_argument("--frames", type=int, default=300_000, help="frames in the recorded log (default 300000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each loop; the best counts (default 3)")
+    args = parser.parse_args(argv)
+
+    from telestack.core.kafka import ensure_topics
+
+    with tempfile.TemporaryDirectory(prefix="telestack-bench-can-") as tmp:
+        workdir = Path(tmp)
+        log = workdir / "saturated.log"
+        started = time.perf_counter()
+        frames = _record_log(log, args.frames)
+        _say(f"recorded {frames:,} frames ({log.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+        kafka, server = _kafka(workdir)
+        try:
+            suffix = uuid.uuid4().hex[:8]
+            topics = {"telemetry": f"bench-tel-{suffix}", "can_raw": f"bench-raw-{suffix}"}
+            baseline_topic = f"bench-base-{suffix}"
+            ensure_topics(kafka, {topics["telemetry"]: 3, topics["can_raw"]: 3, baseline_topic: 3})
+            kafka = kafka.model_copy(update={"topics": kafka.topics.model_copy(update=topics)})
+
+            # Interleaved runs, best of `repeat` each: the machine is shared, so single runs are noisy.
+            ours_s = pycan_s = base_s = decode_s = float("inf")
+            for run in range(1, args.repeat + 1):
+                elapsed, ours_frames, gateway = _gateway_run(kafka, log, workdir, "auto")
+                ours_s = min(ours_s, elapsed)
+                elapsed, base_frames = _baseline_run(kafka, log, baseline_topic)
+                base_s = min(base_s, elapsed)
+                decode_s = min(decode_s, _decode_only_run(log)[0])
+                pycan_s = min(pycan_s, _gateway_run(kafka, log, workdir, "python-can")[0])
+                _say(
+                    f"run {run}/{args.repeat}: gateway {frames / ours_s:,.0f} frames/s, baseline {frames / base_s:,.0f}"
+                )
+        finally:
+            if server is not None:
+                server.kill()
+
+    assert ours_frames == base_frames == frames, (ours_frames, base_frames, frames)
+    figures = {
+        "frames": frames,
+        "frames_per_s": round(frames / ours_s),
+        "us_per_frame": round(ours_s / frames * 1e6, 2),
+        "baseline_frames_per_s": round(frames / base_s),
+        "baseline_us_per_frame": round(base_s / frames * 1e6, 2),
+        "speedup": round(base_s / ours_s, 2),
+        "frames_per_s_python_can_reader": round(frames / pycan_s),
+        "decode_only_baseline_frames_per_s": round(frames / decode_s),
+        "speedup_vs_decode_only": round(decode_s / ours_s, 2),
+        "telemetry_records": gateway.stats.telemetry_records,
+        "raw_records": gateway.stats.raw_records,
+        "repeat": args.repeat,
+        "target_frames_per_s": 25_000,
+    }
+    _say(
+        f"gateway (decode + produce telemetry and can.raw): {figures['frames_per_s']:>9,} frames/s "
+        f"({figures['us_per_frame']} µs/frame)\n"
+        f"  same, with python-can's log reader:             {figures['frames_per_s_python_can_reader']:>9,} frames/s\n"
+        f"baseline (python-can + decode_message + 1 record/frame): {figures['baseline_frames_per_s']:>9,} frames/s "
+        f"({figures['baseline_us_per_frame']} µs/frame)  → gateway is {figures['speedup']}x faster\n"
+        f"decode only (python-can + decode_message, no output):    "
+        f"{figures['decode_only_baseline_frames_per_s']:>9,} frames/s → gateway is "
+        f"{figures['speedup_vs_decode_only']}x faster\n"
+        f"target: ≥ {figures['target_frames_per_s']:,} frames/s and ≥ 4x the baseline"
+    )
+    _say(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

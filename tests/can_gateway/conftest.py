@@ -1,0 +1,125 @@
+"""Fixtures of the CAN gateway tests: the project DBC, the recorded session and its frames."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cantools
+import pytest
+import structlog
+from cantools.database import Database
+
+from telestack.can_gateway.command import build_gateway
+from telestack.can_gateway.decoder import Frame
+from telestack.can_gateway.gateway import Gateway
+from telestack.can_gateway.settings import CanGatewaySettings
+from telestack.can_gateway.sources import read_log
+from telestack.core.kafka import KafkaConsumer, Record, ensure_topics
+from telestack.core.runtime import Shutdown
+from telestack.core.settings import KafkaSettings
+from tests.polling import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+VEHICLE_DBC = ROOT / "config" / "dbc" / "telestack_vehicle.dbc"
+DATA = ROOT / "tests" / "data" / "can_gateway"
+SESSION_LOG = DATA / "vehicle_session.log"
+SESSION_BLF = DATA / "vehicle_session.blf"
+GARBAGE_LOG = DATA / "garbage_frames.log"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """A command run in-process configures structlog onto the test's captured stderr; undo it after."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def vehicle_db() -> Database:
+    db = cantools.database.load_file(str(VEHICLE_DBC))
+    assert isinstance(db, Database)
+    return db
+
+
+@pytest.fixture(scope="session")
+def session_frames() -> list[tuple[str, Frame]]:
+    """(bus, frame) of the recorded session: 3 s of `telestack simulate vehicle` on three buses."""
+    return [(str(channel), frame) for channel, frame in read_log(SESSION_LOG, "python-can")]
+
+
+# --- Kafka helpers (integration tests) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def gateway_kafka(kafka_settings: KafkaSettings, unique: str) -> KafkaSettings:
+    """Kafka settings whose telemetry and can.raw topics are fresh (3 partitions each)."""
+    topics = {"telemetry": f"tel-{unique}", "can_raw": f"raw-{unique}"}
+    ensure_topics(kafka_settings, {name: 3 for name in topics.values()})
+    return kafka_settings.model_copy(update={"topics": kafka_settings.topics.model_copy(update=topics)})
+
+
+def gateway_settings(kafka: KafkaSettings, spool_dir: Path, **options: Any) -> CanGatewaySettings:
+    options.setdefault("vehicle", "ved-01")
+    options.setdefault("databases", [VEHICLE_DBC])
+    options.setdefault("reload_interval_s", 0)
+    options["spool"] = {"directory": spool_dir, **options.get("spool", {})}
+    return CanGatewaySettings(kafka=kafka, can_gateway=options)
+
+
+class RunningGateway:
+    """A gateway run in a thread of the test process, stopped by `stop()`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.shutdown = Shutdown()
+        self.status: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.status = self.gateway.run(self.shutdown)
+
+    def stop(self, timeout_s: float = 60) -> int:
+        self.shutdown.set("test done")
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "gateway did not stop"
+        assert self.status is not None
+        return self.status
+
+
+@pytest.fixture
+def run_gateway() -> Iterator[Callable[[CanGatewaySettings], RunningGateway]]:
+    running: list[RunningGateway] = []
+
+    def start(settings: CanGatewaySettings) -> RunningGateway:
+        gateway = RunningGateway(build_gateway(settings))
+        running.append(gateway)
+        return gateway
+
+    yield start
+    for gateway in running:
+        if gateway.thread.is_alive():
+            gateway.stop()
+
+
+def consume(
+    kafka: KafkaSettings, topic: str, done: Callable[[list[Record]], bool], timeout_s: float = 60
+) -> list[Record]:
+    """Records of `topic` from its beginning until `done(records)`."""
+    import uuid
+
+    consumer = KafkaConsumer(kafka, f"test-{uuid.uuid4().hex[:8]}", [topic])
+    got: list[Record] = []
+    try:
+
+        def more() -> bool:
+            got.extend(consumer.consume(1000, 0.5))
+            return done(got)
+
+        wait_until(more, timeout_s, interval_s=0, what=f"records of {topic}")
+    finally:
+        consumer.close()
+    return got

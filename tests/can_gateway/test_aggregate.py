@@ -1,0 +1,80 @@
+"""Edge aggregation: aligned windows per series, statistics per field; through the gateway into Kafka."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from statistics import mean
+
+import pytest
+from cantools.database import Database
+
+from telestack.can_gateway.aggregate import Aggregator
+from telestack.can_gateway.command import build_gateway
+from telestack.can_gateway.decoder import Frame
+from telestack.core.lineproto import parse_lines
+from telestack.core.runtime import Shutdown
+from telestack.core.settings import KafkaSettings
+from tests.can_gateway.conftest import SESSION_LOG, consume, gateway_settings
+
+
+def test_windows_are_aligned_per_series_and_keep_types() -> None:
+    agg = Aggregator(0.5)
+    out = agg.add_lines(
+        [
+            'm,bus=a,mux=1 v=1i,s="ON" 1000000000',
+            "m,bus=a,mux=2 v=10i 1100000000",  # another series: its own window
+            'm,bus=a,mux=1 v=4i,s="OFF" 1400000000',
+            "m,bus=a,mux=1 v=7i 1600000000",  # closes mux=1's [1.0, 1.5) window
+        ]
+    )
+    (point,) = parse_lines("\n".join(out))
+    assert point.tags == {"bus": "a", "mux": "1"} and point.time_ns == 1_000_000_000
+    assert point.fields == {
+        "v_mean": 2.5, "v_min": 1, "v_max": 4, "v_last": 4, "v_count": 2, "s_last": "OFF", "s_count": 2,
+    }  # fmt: skip
+    assert parse_lines("\n".join(agg.flush_before(1_600_000_000)))[0].tags["mux"] == "2"
+    (last,) = parse_lines("\n".join(agg.flush_all()))
+    assert last.time_ns == 1_500_000_000 and last.fields["v_count"] == 1
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ValueError, match="among mean"):
+        Aggregator(1.0, ["median"])
+    with pytest.raises(ValueError, match="positive"):
+        Aggregator(0)
+
+
+def test_gateway_aggregates_a_session_per_second(
+    gateway_kafka: KafkaSettings, tmp_path: Path, vehicle_db: Database, session_frames: list[tuple[str, Frame]]
+) -> None:
+    settings = gateway_settings(
+        gateway_kafka,
+        tmp_path / "spool",
+        replay={"files": [SESSION_LOG], "speed": 0},
+        aggregation={"interval_s": 1.0, "functions": ["mean", "max", "count"]},
+    )
+    gateway = build_gateway(settings)
+    assert gateway.run(Shutdown()) == 0
+    # 3 s of frames starting at 1700000000.005: windows [0,1), [1,2), [2,3), [3,4) per series
+    records = consume(
+        gateway_kafka,
+        gateway_kafka.topics.telemetry,
+        lambda got: sum(p.measurement == "VehicleSpeed" for r in got for p in parse_lines(r.value.decode())) >= 4,
+    )
+    points = [p for r in records for p in parse_lines(r.value.decode())]
+    assert len(points) < len(session_frames) / 10  # the point of it: far fewer lines on a thin link
+    speeds = sorted((p for p in points if p.measurement == "VehicleSpeed"), key=lambda p: p.time_ns or 0)
+    assert [p.time_ns for p in speeds] == [(1_700_000_000 + k) * 10**9 for k in range(4)]
+    message = vehicle_db.get_message_by_name("VehicleSpeed")
+    for point in speeds:
+        start = (point.time_ns or 0) / 1e9
+        values = [
+            message.decode(f[3])["VehicleSpeed"]
+            for bus, f in session_frames
+            if f[1] == message.frame_id and start <= f[0] < start + 1
+        ]
+        assert point.fields["VehicleSpeed_count"] == len(values)
+        assert point.fields["VehicleSpeed_mean"] == pytest.approx(mean(values))  # type: ignore[arg-type]
+        assert point.fields["VehicleSpeed_max"] == max(values)  # type: ignore[type-var]
+    cells = [p for p in points if p.measurement == "BmsCellVoltages"]
+    assert {p.tags["mux"] for p in cells} == {str(g) for g in range(6)}  # one series per cell group
