@@ -13,7 +13,6 @@ Run with ``make bench-actuator``; the last line of output is a JSON object of th
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import gzip
 import json
 import os
@@ -23,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from telestack.actuator.tokens import TokenStore
 from telestack.core.kafka import ensure_topics
 from telestack.core.runtime import configure_logging
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
-from telestack.native import Endpoints, NativeStack
+from telestack.native.stack import shared_or_own_servers
 from telestack.simulators.mqtt_device import DeviceFleet
 from telestack.simulators.smart_plug import SmartPlug
 
@@ -51,16 +49,6 @@ INGEST_BATCHES = 20
 INGEST_LINES = 5_000
 
 
-@contextlib.contextmanager
-def _endpoints() -> Iterator[Endpoints]:
-    shared = os.environ.get("TELESTACK_TEST_ENDPOINTS")
-    if shared:
-        yield Endpoints.load(Path(shared))
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-actuator-") as tmp, NativeStack(Path(tmp)) as endpoints:
-        yield endpoints
-
-
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -70,7 +58,10 @@ def main() -> int:
     out = sys.stdout
     unique = f"{os.getpid()}-{int(time.time())}"
     configure_logging(LogSettings(level="WARNING", format="console"), "bench-actuator")
-    with _endpoints() as endpoints, tempfile.TemporaryDirectory(prefix="bench-actuator-") as tmp:
+    with (
+        shared_or_own_servers("bench-actuator-") as endpoints,
+        tempfile.TemporaryDirectory(prefix="bench-actuator-") as tmp,
+    ):
         workdir = Path(tmp)
         plugs = [f"bench-plug-{i}-{unique}" for i in range(PLUGS)]
         registry = {

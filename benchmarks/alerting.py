@@ -18,7 +18,6 @@ in a temporary directory. The last line of output is a JSON object of the figure
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -39,7 +38,7 @@ from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.lineproto import Point, format_point
 from telestack.core.runtime import Shutdown, configure_logging
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, TopicSettings
-from telestack.native import Endpoints, NativeStack
+from telestack.native.stack import shared_or_own_servers
 
 __all__ = ["main"]
 
@@ -169,20 +168,13 @@ class _Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@contextlib.contextmanager
-def _endpoints() -> Iterator[Endpoints]:
-    shared = os.environ.get("TELESTACK_TEST_ENDPOINTS")
-    if shared:
-        yield Endpoints.load(Path(shared))
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-alerting-") as tmp, NativeStack(Path(tmp)) as endpoints:
-        yield endpoints
-
-
 def bench_latency(alerts: int, background_rate: float) -> dict[str, Any]:
     receiver = _Receiver()
     unique = f"{os.getpid()}-{int(time.time())}"
-    with _endpoints() as endpoints, tempfile.TemporaryDirectory(prefix="bench-alerting-") as tmp:
+    with (
+        shared_or_own_servers("bench-alerting-") as endpoints,
+        tempfile.TemporaryDirectory(prefix="bench-alerting-") as tmp,
+    ):
         rules = Path(tmp) / "alerts.yaml"
         rules.write_text(
             f"""\

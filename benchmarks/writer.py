@@ -24,11 +24,9 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,8 +35,8 @@ from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.settings import InfluxSettings, KafkaSettings
 from telestack.influx_writer.annotated_csv import iter_rows
 from telestack.influx_writer.influx_http import InfluxHttp
-from telestack.native import Endpoints, NativeStack
 from telestack.native.servers import free_port
+from telestack.native.stack import shared_or_own_servers
 
 __all__ = ["main"]
 
@@ -49,16 +47,6 @@ TELESTACK = str(Path(sys.executable).with_name("telestack"))
 def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-@contextlib.contextmanager
-def _endpoints() -> Iterator[Endpoints]:
-    shared = os.environ.get("TELESTACK_TEST_ENDPOINTS")
-    if shared:
-        yield Endpoints.load(Path(shared))
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-writer-") as tmp, NativeStack(Path(tmp)) as endpoints:
-        yield endpoints
 
 
 def _line(i: int, t_ns: int) -> str:
@@ -176,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gzip-level", type=int, default=1, help="writer gzip level (default 1)")
     args = parser.parse_args(argv)
 
-    with _endpoints() as endpoints:
+    with shared_or_own_servers("bench-writer-") as endpoints:
         run = uuid.uuid4().hex[:8]
         topic = f"bench-writer-{run}"
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)

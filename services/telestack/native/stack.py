@@ -7,10 +7,13 @@ generated once per run directory and reused, so data and logins survive ``down``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +28,9 @@ from telestack.native.servers import (
     stop_process_group,
 )
 
-__all__ = ["NativeStack", "default_run_dir"]
+__all__ = ["NativeStack", "default_run_dir", "shared_or_own_servers"]
+
+SHARED_ENDPOINTS_ENV = "TELESTACK_TEST_ENDPOINTS"
 
 ORG = "telestack"
 BUCKET = "telemetry"
@@ -139,3 +144,17 @@ def stop_run_dir(run_dir: Path) -> list[str]:
         stop_process_group(pid)
     pids_path.unlink()
     return list(pids)
+
+
+@contextlib.contextmanager
+def shared_or_own_servers(prefix: str = "telestack-") -> Iterator[Endpoints]:
+    """The running servers named by ``$TELESTACK_TEST_ENDPOINTS`` (an endpoints.json), else our own in a temp dir.
+
+    Benchmarks and tests use it so that one set of servers can serve many runs, or each run starts clean.
+    """
+    shared = os.environ.get(SHARED_ENDPOINTS_ENV)
+    if shared:
+        yield Endpoints.load(Path(shared))
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, NativeStack(Path(tmp)) as endpoints:
+        yield endpoints
