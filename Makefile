@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 
-.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting bench-actuator bench-writer bench-mqtt bench-can clean
+.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting clean bench-can bench-mqtt bench-actuator bench-writer demo demo-down demo-check env bench-e2e chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,25 @@ services-up: servers ## start Kafka, Mosquitto and InfluxDB in the background (.
 services-down: venv ## stop them
 	@$(VENV)/bin/telestack native down
 
+demo: servers ## the whole stack without Docker: servers, services, simulators; Ctrl-C stops it (.native/demo)
+	@$(VENV)/bin/telestack demo up
+
+demo-down: venv ## stop a `make demo` running in another terminal
+	@$(VENV)/bin/telestack demo down
+
+demo-check: servers ## fresh demo; fails unless every simulator's data is in InfluxDB within 60 s
+	@$(VENV)/bin/telestack demo check --timeout 60
+
+env: ## .env for docker compose: .env.example with every empty secret generated (keeps an existing .env)
+	@test ! -e .env || { echo ".env exists; remove it first to regenerate"; exit 1; }
+	@python3 -c 'import re, secrets, sys; \
+	  text = open(".env.example").read(); \
+	  fill = lambda m: m.group(1) + "=" + (secrets.token_hex(24) if re.search("PASSWORD|TOKEN|SECRET", m.group(1)) else ""); \
+	  out = re.sub(r"^(MQTT_\w+_PASSWORD|INFLUXDB_ADMIN_PASSWORD|INFLUXDB_ADMIN_TOKEN|GRAFANA_ADMIN_PASSWORD)=$$", fill, text, flags=re.M); \
+	  open(".env", "w").write(out)'
+	@chmod 600 .env
+	@echo ".env written with generated secrets (mode 0600); docker compose up -d"
+
 bench: ## every benchmark; each ends with one JSON line of figures
 	@for target in $$(grep -oE '^bench-[a-z0-9-]+' $(MAKEFILE_LIST) | sort -u); do \
 		echo "== $$target"; $(MAKE) --no-print-directory $$target || exit $$?; done
@@ -60,20 +79,26 @@ bench: ## every benchmark; each ends with one JSON line of figures
 bench-lineproto: venv ## line protocol serialize and parse, lines/s
 	@$(PY) -m benchmarks.lineproto
 
-bench-alerting: venv ## alert evaluation points/s (100 rules x 1,000 series) and point → notification p99
-	@$(PY) -m benchmarks.alerting
+bench-writer: venv ## influx-writer: Kafka → InfluxDB field values/s, lines/s, writer CPU, end-to-end delay
+	@$(PY) -m benchmarks.writer
 
 bench-actuator: venv ## actuator: command round trips to simulated plugs (p50/p99, commands/s), ingest lines/s
 	@$(PY) -m benchmarks.actuator
 
-bench-writer: venv ## influx-writer: Kafka → InfluxDB field values/s, lines/s, writer CPU, end-to-end delay
-	@$(PY) -m benchmarks.writer
+bench-can: venv ## CAN gateway: recorded log → decode → Kafka, frames/s vs a plain python-can + cantools loop
+	@$(PY) -m benchmarks.can
+
+bench-alerting: venv ## alert evaluation points/s (100 rules x 1,000 series) and point → notification p99
+	@$(PY) -m benchmarks.alerting
 
 bench-mqtt: venv ## MQTT bridge: QoS 1 msg/s acked after Kafka, and CPU, on real Mosquitto and Kafka
 	@$(PY) -m benchmarks.mqtt
 
-bench-can: venv ## CAN gateway: recorded log → decode → Kafka, frames/s vs a plain python-can + cantools loop
-	@$(PY) -m benchmarks.can
+bench-e2e: venv ## whole stack: 3 CAN buses + MQTT devices → InfluxDB: frames/s, latency p99, loss (BENCH_ARGS=--find-max)
+	@$(PY) -m benchmarks.e2e $(BENCH_ARGS)
+
+chaos: setup ## fault injection at full size (kill -9, Kafka/InfluxDB/Mosquitto down) on servers of its own
+	@TELESTACK_CHAOS_SIZE=full $(VENV)/bin/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 clean: services-down ## stop servers, remove the virtualenv and run data (keeps the build cache)
 	rm -rf $(VENV) .native .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,52 @@
 #!/bin/sh
-# Generates the password file from .env at every start (nothing secret is stored in the repo), then runs mosquitto.
+# Starts Mosquitto for telestack: writes the password file from the environment (and devices.passwd), copies the
+# ACL next to it, renders mosquitto.conf (adding tls.conf when certificates are present), then runs mosquitto.
+# Nothing secret is stored in the repository. In the container the defaults below apply; natively (the ACL test)
+# MOSQUITTO_CONFIG_DIR, MOSQUITTO_DATA_DIR, MQTT_PORT, MQTT_TLS_PORT and MOSQUITTO_USER point it elsewhere.
 set -eu
-: "${MQTT_USERNAME:?set MQTT_USERNAME in .env}"
-: "${MQTT_PASSWORD:?set MQTT_PASSWORD in .env}"
+CONFIG_DIR="${MOSQUITTO_CONFIG_DIR:-/mosquitto/config}"
+DATA_DIR="${MOSQUITTO_DATA_DIR:-/mosquitto/data}"
+: "${MQTT_BRIDGE_PASSWORD:?set MQTT_BRIDGE_PASSWORD in .env}"
+: "${MQTT_ACTUATOR_PASSWORD:?set MQTT_ACTUATOR_PASSWORD in .env}"
+: "${MQTT_ALERTING_PASSWORD:?set MQTT_ALERTING_PASSWORD in .env}"
+
 umask 077
-mosquitto_passwd -b -c /mosquitto/data/passwd "$MQTT_USERNAME" "$MQTT_PASSWORD"
-chown mosquitto:mosquitto /mosquitto/data/passwd
-exec mosquitto -c /mosquitto/config/mosquitto.conf
+mkdir -p "$DATA_DIR"
+passwd="$DATA_DIR/passwd"
+: > "$passwd.tmp"
+add_user() {  # user password
+    mosquitto_passwd -b "$passwd.tmp" "$1" "$2"
+}
+add_user mqtt-bridge "$MQTT_BRIDGE_PASSWORD"
+add_user actuator "$MQTT_ACTUATOR_PASSWORD"
+add_user alerting "$MQTT_ALERTING_PASSWORD"
+if [ -n "${MQTT_SIMULATOR_PASSWORD:-}" ]; then
+    add_user simulator "$MQTT_SIMULATOR_PASSWORD"
+fi
+# The healthcheck's login: a fresh random password at every start, readable only here.
+healthcheck_password="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+add_user healthcheck "$healthcheck_password"
+printf '%s\n' "$healthcheck_password" > "$DATA_DIR/healthcheck.password"
+# Real devices: hashed entries made with `mosquitto_passwd mosquitto/devices.passwd <device id>`.
+if [ -f "$CONFIG_DIR/devices.passwd" ]; then
+    cat "$CONFIG_DIR/devices.passwd" >> "$passwd.tmp"
+fi
+mv -f "$passwd.tmp" "$passwd"
+cp "$CONFIG_DIR/acl" "$DATA_DIR/acl"
+
+conf="$DATA_DIR/mosquitto.conf"
+sed -e "s#/mosquitto/data#$DATA_DIR#g" -e "s#^listener 1883\$#listener ${MQTT_PORT:-1883}#" \
+    "$CONFIG_DIR/mosquitto.conf" > "$conf"
+if [ -n "${MOSQUITTO_USER:-}" ]; then
+    printf 'user %s\n' "$MOSQUITTO_USER" >> "$conf"
+fi
+if [ -f "$CONFIG_DIR/certs/server.crt" ] && [ -f "$CONFIG_DIR/certs/server.key" ]; then
+    sed -e "s#/mosquitto/config#$CONFIG_DIR#g" -e "s#^listener 8883\$#listener ${MQTT_TLS_PORT:-8883}#" \
+        "$CONFIG_DIR/tls.conf" >> "$conf"
+    echo "telestack: TLS listener on ${MQTT_TLS_PORT:-8883} (certificates in $CONFIG_DIR/certs)"
+fi
+# Mosquitto drops to its own user before reading these files.
+if [ "$(id -u)" = 0 ] && [ -z "${MOSQUITTO_USER:-}" ] && id mosquitto >/dev/null 2>&1; then
+    chown mosquitto:mosquitto "$DATA_DIR" "$passwd" "$DATA_DIR/acl" "$DATA_DIR/healthcheck.password"
+fi
+exec mosquitto -c "$conf"

@@ -1,0 +1,83 @@
+"""Consumer lag: the pure sum, the probe on real Kafka, and `telestack kafka-lag` serving it on /metrics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+
+from telestack.core.kafka import KafkaConsumer, KafkaProducer
+from telestack.core.settings import KafkaSettings
+from telestack.demo.lag import LagProbe, lag_by_topic
+from telestack.native.endpoints import KafkaEndpoint
+from telestack.native.servers import free_port
+from tests.polling import wait_until
+
+
+def test_lag_sums_partitions_and_counts_uncommitted_ones_whole() -> None:
+    committed = {("a", 0): 10, ("a", 1): -1001, ("b", 0): 7}
+    ends = {("a", 0): 15, ("a", 1): 3, ("b", 0): 7}
+    assert lag_by_topic(committed, ends) == {"a": 8, "b": 0}
+
+
+def _consume(settings: KafkaSettings, group: str, topic: str, count: int) -> None:
+    consumer = KafkaConsumer(settings, group, [topic])
+    try:
+        done = 0
+        while done < count:
+            records = consumer.consume(max_records=count - done, timeout_s=1)
+            consumer.mark_done(records)
+            done += len(records)
+        consumer.commit()
+    finally:
+        consumer.close()
+
+
+def _produce(settings: KafkaSettings, topic: str, count: int) -> None:
+    producer = KafkaProducer(settings)
+    for i in range(count):
+        producer.produce(topic, f"m value={i}", key=f"k{i % 3}")
+    producer.flush()
+    producer.close()
+
+
+def test_probe_reads_a_groups_lag(kafka_settings: KafkaSettings, topic: str, unique: str) -> None:
+    _produce(kafka_settings, topic, 30)
+    group = f"lag-{unique}"
+    _consume(kafka_settings, group, topic, 12)
+    probe = LagProbe(kafka_settings)
+    assert group in probe.groups()
+    assert probe.lag([group]) == {group: {topic: 18}}
+
+
+def test_kafka_lag_command_serves_the_gauge(
+    kafka: KafkaEndpoint, kafka_settings: KafkaSettings, topic: str, unique: str
+) -> None:
+    _produce(kafka_settings, topic, 10)
+    group = f"lag-{unique}"
+    _consume(kafka_settings, group, topic, 4)
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TELESTACK_")},
+        "TELESTACK_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "TELESTACK_KAFKA_LAG__HTTP__PORT": str(port),
+        "TELESTACK_KAFKA_LAG__INTERVAL_S": "1",
+        "TELESTACK_KAFKA_LAG__GROUPS": f'["{group}"]',
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "telestack", "kafka-lag"], env=env, stderr=subprocess.PIPE)
+    try:
+        line = f'telestack_kafka_consumer_lag_records{{group="{group}",topic="{topic}"}} 6.0'
+
+        def served() -> bool:
+            try:
+                return line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return False
+
+        wait_until(served, timeout_s=30, what="the lag gauge on /metrics")
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0

@@ -1,0 +1,160 @@
+"""`docker compose config` without Docker: the compose files loaded by compose-go, the loader of the docker compose
+CLI itself (interpolation from .env, profiles, extends, override files, validation), built from its Go module.
+
+`tests/stack/composecheck/` is a 60-line Go program around compose-go v2.16.2 (the version whose JSON schema is in
+tests/data); it is built once into $TELESTACK_CACHE with the Go toolchain the InfluxDB build installs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telestack.native.servers import cache_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = Path(__file__).parent / "composecheck"
+INFRA = {"mosquitto", "kafka", "influxdb", "grafana", "telegraf"}
+JOBS = {"kafka-topics", "influx-init"}
+SERVICES = {"mqtt-bridge", "influx-writer", "alerting", "actuator", "kafka-lag"}
+SIMULATORS = {"simulate-vehicle", "simulate-fermenters", "simulate-energy-meter", "simulate-smart-plug"}
+
+
+def _go() -> str:
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    assert Path(go).exists(), "the Go toolchain is missing: `make servers` installs it (InfluxDB is built with it)"
+    return go
+
+
+@pytest.fixture(scope="module")
+def composecheck() -> Path:
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(SOURCE.iterdir()))).hexdigest()[:16]
+    binary = cache_dir() / "composecheck" / digest / "composecheck"
+    if not binary.exists():
+        env = {
+            **os.environ,
+            "GOMODCACHE": str(cache_dir() / "go-mod"),
+            "GOCACHE": str(cache_dir() / "go-build"),
+            "GOTOOLCHAIN": "local",
+            "GOFLAGS": "-mod=mod",
+            "CGO_ENABLED": "0",
+        }
+        proc = subprocess.run(
+            [_go(), "build", "-o", str(binary), "."], cwd=SOURCE, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, f"building composecheck failed:\n{proc.stderr}"
+    return binary
+
+
+@pytest.fixture
+def env_file(tmp_path: Path) -> Path:
+    """.env as `make env` writes it (run in a copy: .env.example with every empty secret generated)."""
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env.example")
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "env"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    path = tmp_path / ".env"
+    assert path.stat().st_mode & 0o077 == 0, ".env holds secrets: owner-only"
+    return path
+
+
+def _config(binary: Path, env_file: Path, *files: str, profiles: str = "") -> dict[str, Any]:
+    args = [
+        str(binary),
+        "-workdir",
+        str(ROOT),
+        "-env-file",
+        str(env_file),
+        "-f",
+        ",".join(files or ("docker-compose.yml",)),
+    ]
+    if profiles:
+        args += ["-profiles", profiles]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_demo_profile_runs_everything(composecheck: Path, env_file: Path) -> None:
+    project = _config(composecheck, env_file, profiles="demo")
+    assert set(project["services"]) == INFRA | JOBS | SERVICES | {"can-gateway"} | SIMULATORS
+    writer = project["services"]["influx-writer"]
+    assert writer["depends_on"]["influx-init"]["condition"] == "service_completed_successfully"
+    # the scoped token reaches the writer through its entrypoint, never through .env
+    assert "writer.token" in " ".join(writer["entrypoint"])
+    assert "TELESTACK_INFLUX__TOKEN" not in writer["environment"]
+    vehicle = project["services"]["simulate-vehicle"]
+    assert vehicle["network_mode"] == "service:can-gateway"
+    published = {
+        name: sorted(str(p["published"]) for p in service.get("ports", []))
+        for name, service in project["services"].items()
+        if service.get("ports")
+    }
+    assert published == {"grafana": ["3000"], "actuator": ["8080"], "mosquitto": ["1883", "8883"]}
+
+
+def test_without_profiles_only_the_stack_runs(composecheck: Path, env_file: Path) -> None:
+    """Real devices only: no simulator, no CAN gateway, and the simulator's password is not needed."""
+    text = re.sub(r"^MQTT_SIMULATOR_PASSWORD=.*$", "MQTT_SIMULATOR_PASSWORD=", env_file.read_text(), flags=re.M)
+    env_file.write_text(text.replace("COMPOSE_PROFILES=demo", "COMPOSE_PROFILES="))
+    project = _config(composecheck, env_file)
+    assert set(project["services"]) == INFRA | JOBS | SERVICES
+
+
+def test_the_can_profile_adds_the_gateway_alone(composecheck: Path, env_file: Path) -> None:
+    project = _config(composecheck, env_file, profiles="can")
+    assert set(project["services"]) == INFRA | JOBS | SERVICES | {"can-gateway"}
+
+
+def test_the_scale_override_merges(composecheck: Path, env_file: Path) -> None:
+    project = _config(composecheck, env_file, "docker-compose.yml", "docker-compose.scale.yml", profiles="demo")
+    services = project["services"]
+    assert {"kafka-2", "kafka-3", "mqtt-bridge-2", "mqtt-bridge-3"} <= set(services)
+    assert services["influx-writer"]["deploy"]["replicas"] == 3
+    assert services["kafka"]["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] == (
+        "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    )
+    bridge = services["mqtt-bridge-3"]  # extends the base bridge: its healthcheck, ACL user and dependencies
+    assert bridge["environment"]["TELESTACK_MQTT__USERNAME"] == "mqtt-bridge"
+    assert bridge["healthcheck"]["test"][-1].endswith("u.urlopen('http://127.0.0.1:9102/healthz', timeout=4)")
+    assert set(bridge["depends_on"]) == {"kafka-topics", "influx-init", "mosquitto"}
+    assert set(services["kafka-topics"]["depends_on"]) == {"kafka", "kafka-2", "kafka-3"}
+
+
+def test_an_unfilled_env_names_every_missing_secret(composecheck: Path) -> None:
+    proc = subprocess.run(
+        [str(composecheck), "-workdir", str(ROOT), "-env-file", str(ROOT / ".env.example"), "-f", "docker-compose.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    for name in (
+        "INFLUXDB_ADMIN_PASSWORD",
+        "INFLUXDB_ADMIN_TOKEN",
+        "MQTT_BRIDGE_PASSWORD",
+        "MQTT_ACTUATOR_PASSWORD",
+        "MQTT_ALERTING_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
+        assert f"set {name} in .env" in proc.stderr, name
+
+
+def test_the_can_override_reaches_kafka_over_loopback(composecheck: Path, env_file: Path) -> None:
+    project = _config(composecheck, env_file, "docker-compose.yml", "docker-compose.can.yml", profiles="can")
+    gateway = project["services"]["can-gateway"]
+    assert gateway["network_mode"] == "host"
+    assert gateway["environment"]["TELESTACK_KAFKA__BOOTSTRAP_SERVERS"] == "127.0.0.1:9094"
+    kafka = project["services"]["kafka"]
+    assert [(p["host_ip"], str(p["published"])) for p in kafka["ports"]] == [("127.0.0.1", "9094")]
+    assert "HOST://127.0.0.1:9094" in kafka["environment"]["KAFKA_ADVERTISED_LISTENERS"]
