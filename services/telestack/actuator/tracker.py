@@ -64,6 +64,7 @@ def _canonical(args: dict[str, Any]) -> str:
 class DeviceStatus:
     last_seen_ms: int | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    state_ms: int | None = None  # when `state` was reported; telemetry moves last_seen_ms but not this
     last_command_id: str | None = None
 
 
@@ -157,8 +158,11 @@ class CommandTracker:
         status = self._devices.setdefault(device_id, DeviceStatus())
         if status.last_seen_ms is None or seen_ms >= status.last_seen_ms:
             status.last_seen_ms = seen_ms
-            if device_state:
-                status.state = dict(device_state)
+        # Compared with the last state report, not with last_seen: telemetry handled between this ack's arrival
+        # and now must not make the device's newest state look stale.
+        if device_state and (status.state_ms is None or seen_ms >= status.state_ms):
+            status.state = dict(device_state)
+            status.state_ms = seen_ms
         record = self._commands.get(command_id)
         if record is None or record.device != device_id:
             return None  # unknown here (older than the history), or another device's id: not this one's to move
