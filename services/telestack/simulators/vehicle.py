@@ -308,6 +308,28 @@ class _Schedule:
     rate_hz: float
     credit: float = 0.0
     page: int = 0
+    bounds: dict[str, tuple[float, float]] | None = None  # per signal, filled on first use
+
+
+def _signal_bounds(sig: Any) -> tuple[float, float]:
+    """The declared [minimum, maximum], else what the signal's bits can hold after scale and offset."""
+    if sig.minimum is not None and sig.maximum is not None:
+        return float(sig.minimum), float(sig.maximum)
+    raw_lo, raw_hi = (-(2 ** (sig.length - 1)), 2 ** (sig.length - 1) - 1) if sig.is_signed else (0, 2**sig.length - 1)
+    ends = sorted((raw_lo * sig.scale + sig.offset, raw_hi * sig.scale + sig.offset))
+    return ends[0], ends[1]
+
+
+def _within_range(item: _Schedule, values: dict[str, Any]) -> dict[str, Any]:
+    """Values clamped to each signal's [minimum, maximum]: a model running past a bound must not stop the car."""
+    if item.bounds is None:
+        item.bounds = {sig.name: _signal_bounds(sig) for sig in item.message.signals}
+    return {
+        name: min(max(value, item.bounds[name][0]), item.bounds[name][1])
+        if name in item.bounds and isinstance(value, int | float) and not isinstance(value, bool)
+        else value
+        for name, value in values.items()
+    }
 
 
 def schedules(db: Any, options: SimulatorOptions) -> list[_Schedule]:
@@ -361,7 +383,7 @@ def simulate(
             data = encoded.get((name, page))
             if data is None:
                 signals = model.mux_signals(name, page) if pages else values[name]
-                data = encoded[(name, page)] = item.message.encode(signals, strict=False)
+                data = encoded[(name, page)] = item.message.encode(_within_range(item, signals), strict=False)
             yield start_wall + offset, item.bus, item.message, data
         sim_t += tick_s
         if options.realtime:
