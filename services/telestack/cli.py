@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("telestack.simulators.command", "run a simulated vehicle (CAN) or MQTT devices"),
     "can-gateway": ("telestack.can_gateway.command", "CAN buses or logs → DBC decoding → Kafka telemetry + can.raw"),
     "can-replay": ("telestack.can_gateway.replay", "re-decode can.raw or a log with a (corrected) DBC; export candump"),
-    "influx-writer": ("telestack.influx_writer.command", "Kafka telemetry → InfluxDB, commit after write, bad lines to DLQ"),
+    "influx-writer": ("telestack.influx_writer.command", "Kafka → InfluxDB, commit after write, bad lines to DLQ"),
     "influx-init": ("telestack.influx_writer.init_command", "create buckets, the downsampling task and scoped tokens"),
     "export": ("telestack.influx_writer.export_command", "export a time range from InfluxDB to Parquet or CSV"),
     "import": ("telestack.influx_writer.import_command", "import a Parquet or CSV export into an InfluxDB bucket"),
