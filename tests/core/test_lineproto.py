@@ -188,3 +188,11 @@ def test_round_trip_many(points: list[Point]) -> None:
 def test_parser_never_crashes_on_garbage(text: str) -> None:
     with contextlib.suppress(LineProtocolError):
         parse_lines(text)
+
+
+def test_quotes_in_tags_and_escaped_backslashes_do_not_confuse_line_splitting() -> None:
+    text = 'm,t=a"b s="ends with \\\\" 1\nm,t=x s="two\nlines",v=1 2\nm v=3 3\n'
+    points = parse_lines(text)
+    assert [p.time_ns for p in points] == [1, 2, 3]
+    assert points[0].tags == {"t": 'a"b'} and points[0].fields == {"s": "ends with \\"}
+    assert points[1].fields == {"s": "two\nlines", "v": 1.0}

@@ -359,28 +359,34 @@ def iter_lines(text: str) -> Iterator[tuple[int, str]]:
             yield line_no, line
 
 
+_KEY_SECTION = re.compile(r"(?:\\.|[^\\ ])*", re.S)  # measurement and tags: up to the first unescaped space
+_ESCAPE_OR_QUOTE = re.compile(r'\\.|"', re.S)
+
+
+def _quotes_balanced(line: str) -> bool:
+    """Whether every string field opened in `line` is closed (quotes in measurement and tags are literal)."""
+    match = _KEY_SECTION.match(line)
+    start = match.end() if match else 0
+    return sum(1 for token in _ESCAPE_OR_QUOTE.findall(line, start) if token == '"') % 2 == 0
+
+
 def _split_quote_aware(text: str) -> list[str]:
+    """Split on newlines, except those inside a quoted string field."""
     lines: list[str] = []
-    start = 0
-    in_string = False
-    in_fields = False
-    i = 0
-    n = len(text)
-    while i < n:
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "\n" and not in_string:
-            lines.append(text[start:i])
-            start = i + 1
-            in_fields = False
-        elif char == " " and not in_string:
-            in_fields = True
-        elif char == '"' and in_fields:
-            in_string = not in_string
-        i += 1
-    lines.append(text[start:])
+    pending: str | None = None
+    for piece in text.split("\n"):
+        if pending is None:
+            if '"' not in piece or _quotes_balanced(piece):
+                lines.append(piece)
+            else:
+                pending = piece
+        else:
+            pending += "\n" + piece
+            if _quotes_balanced(pending):
+                lines.append(pending)
+                pending = None
+    if pending is not None:
+        lines.append(pending)
     return lines
 
 
