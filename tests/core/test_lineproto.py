@@ -66,6 +66,9 @@ def test_format_and_parse_examples(point: Point, line: str) -> None:
         (Point("m", {}, {"v": INT64_MAX + 1}), "int64"),
         (Point("m", {}, {"v": UInt(UINT64_MAX + 1)}), "uint64"),
         (Point("m", {}, {"v": [1]}), "unsupported type"),  # type: ignore[dict-item]
+        (Point("m", {}, {"v": 1.0}, INT64_MAX + 1), "int64"),
+        (Point("m", {}, {"s": "bad \ud800 text"}), "UTF-8"),
+        (Point("m", {"k\udfff": "v"}, {"v": 1.0}), "UTF-8"),
     ],
 )
 def test_format_rejects_what_influxdb_cannot_store(point: Point, reason: str) -> None:

@@ -271,7 +271,7 @@ def _time_ns(value: datetime | int | None, precision: str) -> int | None:
 def _parse_json(data: bytes, precision: str) -> Iterator[tuple[int, Point | LineProtocolError]]:
     try:
         raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, integers of thousands of digits, deep nesting
         line = getattr(exc, "lineno", None)
         raise InvalidInput(
             f"the body is not valid JSON: {exc}",

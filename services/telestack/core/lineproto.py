@@ -150,8 +150,18 @@ def format_point(point: Point) -> str:
         )
     )
     if point.time_ns is not None:
-        parts.append(f" {int(point.time_ns)}")
-    return "".join(parts)
+        time_ns = int(point.time_ns)
+        if not INT64_MIN <= time_ns <= INT64_MAX:
+            raise LineProtocolError(f"timestamp {time_ns} ns is outside the int64 range InfluxDB stores")
+        parts.append(f" {time_ns}")
+    line = "".join(parts)
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start : exc.end]
+            raise LineProtocolError(f"text holds {bad!r}, which is not valid UTF-8 (a lone surrogate)") from None
+    return line
 
 
 def format_lines(points: Iterable[Point]) -> str:

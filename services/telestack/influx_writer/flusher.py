@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from telestack.core.errors import KafkaError
 from telestack.core.kafka import Record
+from telestack.core.lineproto import iter_lines
 from telestack.influx_writer import metrics
 from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.batcher import Batch
@@ -231,7 +232,7 @@ class Flusher:
 
         letters: list[DeadLetter] = []
         for record, reason in isolate_rejected(records, write_records, first.reason):
-            lines = [line for line in record.value.split(b"\n") if line.strip()]
+            lines = _lines_of(record.value)
             if len(lines) <= 1:
                 letters.append(DeadLetter(record, record.value, reason, statuses.get(reason, 400)))
                 continue
@@ -274,3 +275,12 @@ def _join(values: Any) -> bytes:
 
 def _line_count(value: bytes) -> int:
     return sum(1 for line in value.split(b"\n") if line.strip())
+
+
+def _lines_of(value: bytes) -> list[bytes]:
+    """The lines of a record as InfluxDB reads them: a newline inside a quoted string field stays in its line.
+
+    Bytes that are not UTF-8 survive the round trip (surrogateescape), so InfluxDB sees and names them.
+    """
+    text = value.decode("utf-8", "surrogateescape")
+    return [line.encode("utf-8", "surrogateescape") for _, line in iter_lines(text)]

@@ -280,12 +280,22 @@ class MqttBridge:
                 except MappingError as exc:
                     self._dead_letter(topic, payload, exc, arrival_ms, token)
                     return
+                except Exception as exc:  # as for telemetry below: dead-letter, never stop
+                    error = MappingError("invalid_ack", f"ack handling failed: {exc!r}"[:500])
+                    self._dead_letter(topic, payload, error, arrival_ms, token)
+                    return
                 self._produce("commands", self._commands_topic, value, device, None, arrival_ms, token)
                 return
         try:
             mapped = map_message(self.rules, topic, payload, arrival_ns)
         except MappingError as exc:
             self._dead_letter(topic, payload, exc, arrival_ms, token)
+            return
+        except Exception as exc:  # a mapping bug must dead-letter one message, never stop the bridge
+            self.log.error("mapping failed unexpectedly", mqtt_topic=topic, error=repr(exc))
+            self._dead_letter(
+                topic, payload, MappingError("invalid", f"mapping failed: {exc!r}"[:500]), arrival_ms, token
+            )
             return
         self._counts.points += mapped.points
         self._produce("telemetry", self._telemetry_topic, mapped.value, mapped.key, None, arrival_ms, token)

@@ -79,5 +79,7 @@ class LineWriter:
             parts.append(f"{key}={text}")
         line = f"{prefix} {','.join(parts)}"
         if point.time_ns is not None:
+            if not _INT64_MIN <= point.time_ns <= _INT64_MAX:
+                return format_point(point)  # raises: InfluxDB stores int64 nanoseconds only
             line = f"{line} {int(point.time_ns)}"
         return line

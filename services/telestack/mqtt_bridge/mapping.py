@@ -72,11 +72,16 @@ def map_message(rules: RuleSet, topic: str, payload: bytes, arrival_ns: int) -> 
         else:
             points = _map_line(found, payload, arrival_ns)
         text = _WRITER.format(points)
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate from JSON ("\ud800") cannot be sent to Kafka
     except MappingError as exc:
         exc.rule = compiled.name
         raise
     except LineProtocolError as exc:
         raise MappingError("invalid", str(exc), rule=compiled.name) from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # A JSON number too large for a float, an integer of thousands of digits, nesting too deep, bad UTF-16.
+        raise MappingError("invalid", f"{type(exc).__name__}: {exc}"[:500], rule=compiled.name) from None
     return Mapped(key=found.key, value=text, rule=compiled.name, points=len(points))
 
 
