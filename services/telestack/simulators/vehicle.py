@@ -39,6 +39,11 @@ BUS_OF_SENDER = {"ECU": "powertrain", "VCU": "chassis", "BMS": "battery", "TCU":
 CELLS, MODULES, SENSORS_PER_MODULE = 144, 6, 12
 
 
+# Multicast hop limit 0: the simulated car's frames reach processes on this host (and in its network namespace,
+# as in compose) but never leave it; python-can's default of 1 puts them on the local network.
+LOCAL_ONLY = 0
+
+
 class SimulatorOptions(Section):
     vehicle: str = Field("ved-01", description="vehicle name (used only in logs)")
     database: Path = Field(DEFAULT_DBC, description="the project DBC")
@@ -49,10 +54,14 @@ class SimulatorOptions(Section):
                 interface="udp_multicast",
                 channel=UDP_GROUP,
                 bitrate=1_000_000,
-                options={"port": 43113},
+                options={"port": 43113, "hop_limit": LOCAL_ONLY},
             ),
             BusSettings(
-                name="chassis", interface="udp_multicast", channel=UDP_GROUP, bitrate=1_000_000, options={"port": 43114}
+                name="chassis",
+                interface="udp_multicast",
+                channel=UDP_GROUP,
+                bitrate=1_000_000,
+                options={"port": 43114, "hop_limit": LOCAL_ONLY},
             ),
             BusSettings(
                 name="battery",
@@ -61,7 +70,7 @@ class SimulatorOptions(Section):
                 bitrate=1_000_000,
                 fd=True,
                 data_bitrate=5_000_000,
-                options={"port": 43115},
+                options={"port": 43115, "hop_limit": LOCAL_ONLY},
             ),
         ],
         description="buses to send on (names: powertrain, chassis, battery; the gateway's defaults)",
