@@ -251,8 +251,8 @@ class KafkaServer(NativeServer):
                 self._java(
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    # one argument: a random id may start with "-", which would then be read as a flag
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(properties),
                     "--standalone",
