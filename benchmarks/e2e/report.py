@@ -1,0 +1,309 @@
+"""Figures of a load run (throughput per stage, latency percentiles, loss, duplicates, CPU and memory per
+process) and their three forms: a JSON object, a Markdown summary and a PNG plot over time."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.e2e.influx import SeqCount
+from benchmarks.e2e.stack import LoadResult, LoadSpec, RunObservations
+
+__all__ = ["analyse", "percentile", "write_markdown", "write_plot"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)
+
+
+def visibility_latencies(
+    load: LoadResult, observations: RunObservations, *, upper: bool = False
+) -> dict[str, list[tuple[float, float]]]:
+    """(send time, latency s) of every point, per kind (can, mqtt), from the polls of the newest sequence numbers.
+
+    A point became queryable between the last poll that did not show it and the first that showed it (or a
+    later point of its series: points of a series are written in order). `upper` takes the latter, an upper
+    bound; otherwise the midpoint, an unbiased estimate within half a poll interval.
+    """
+    out: dict[str, list[tuple[float, float]]] = {"can": [], "mqtt": []}
+    shown: dict[str, int] = defaultdict(lambda: -1)
+    previous = observations.visible[0][0] if observations.visible else 0.0
+    for polled_at, newest in observations.visible:
+        seen_at = polled_at if upper else (previous + polled_at) / 2
+        previous = polled_at
+        for series, seq in newest.items():
+            times = load.send_times.get(series)
+            if times is None:
+                continue
+            seq = min(seq, len(times) - 1)
+            first = shown[series] + 1
+            if seq < first:
+                continue
+            kind = series.split("/", 1)[0]
+            out[kind].extend((times[i], seen_at - times[i]) for i in range(first, seq + 1))
+            shown[series] = seq
+    return out
+
+
+def _rate(samples: list[dict[str, Any]], service: str, key: str, start: float, end: float) -> float | None:
+    window = [s for s in samples if start <= s["t"] <= end and key in s["metrics"].get(service, {})]
+    if len(window) < 2:
+        return None
+    first, last = window[0], window[-1]
+    seconds = last["t"] - first["t"]
+    return (last["metrics"][service][key] - first["metrics"][service][key]) / seconds if seconds > 0 else None
+
+
+def _cpu(samples: list[dict[str, Any]], start: float, end: float) -> dict[str, dict[str, float]]:
+    window = [s for s in samples if start <= s["t"] <= end]
+    out: dict[str, dict[str, float]] = {}
+    names = {name for s in window for name in s["cpu_s"]}
+    for name in names:
+        seen = [s for s in window if name in s["cpu_s"]]  # a load process may end before the window does
+        if len(seen) < 2 or seen[-1]["t"] <= seen[0]["t"]:
+            continue
+        used = seen[-1]["cpu_s"][name] - seen[0]["cpu_s"][name]
+        rss = max(s["rss"].get(name, 0) for s in seen)
+        out[name] = {
+            "cpu_percent": round(100 * used / (seen[-1]["t"] - seen[0]["t"]), 1),
+            "rss_mb": round(rss / 2**20, 1),
+        }
+    return out
+
+
+def analyse(
+    spec: LoadSpec,
+    load: LoadResult,
+    observations: RunObservations,
+    counts: dict[str, SeqCount],
+    *,
+    started: float,
+    load_ended: float,
+    drained_s: float,
+    udp_drops: int = 0,
+) -> dict[str, Any]:
+    """Every figure of one run, as a JSON-ready dict."""
+    expected = load.expected()
+    missing = {s: len(counts[s].missing(n)) if s in counts else n for s, n in expected.items()}
+    duplicated = {s: sum(c - 1 for c in counts[s].seen.values() if c > 1) for s in expected if s in counts}
+    latencies = visibility_latencies(load, observations)
+    steady_start, steady_end = started + 3, started + max(4.0, spec.duration_s - 1)
+    # Steady state: points sent after the first 3 s (connections, first fetches and batches settled).
+    can_lat = [lat for sent, lat in latencies["can"] if sent >= steady_start]
+    mqtt_lat = [lat for sent, lat in latencies["mqtt"] if sent >= steady_start]
+    all_lat = [lat for kind in ("can", "mqtt") for _, lat in latencies[kind]]
+    upper = visibility_latencies(load, observations, upper=True)
+    can_upper = [lat for sent, lat in upper["can"] if sent >= steady_start]
+    kafka_lat = {
+        kind: [seen - source for k, source, seen in observations.kafka_delays if k == kind] for kind in ("can", "mqtt")
+    }
+    can_sent = sum(load.can_sent.values())
+    can_stored = sum(len(counts[s].seen) for s in expected if s.startswith("can/") and s in counts)
+    mqtt_sent = sum(load.mqtt_sent.values())
+    tail = observations.kafka_delays
+    kafka_window = [d for d in tail if steady_start <= d[2] <= steady_end]
+    stages = {
+        "can_sender_frames_per_s": round(can_sent / max(1e-9, load.can_seconds), 1),
+        "can_gateway_frames_per_s": _round(
+            _rate(observations.samples, "can-gateway", "frames", steady_start, steady_end)
+        ),
+        "mqtt_sender_msgs_per_s": round(mqtt_sent / max(1e-9, load.mqtt_seconds), 1),
+        "mqtt_bridge_msgs_per_s": _round(
+            _rate(observations.samples, "mqtt-bridge", "messages", steady_start, steady_end)
+        ),
+        "kafka_telemetry_lines_per_s": round(len(kafka_window) / max(1e-9, steady_end - steady_start), 1),
+        "influx_writer_lines_per_s": _round(
+            _rate(observations.samples, "influx-writer", "lines", steady_start, steady_end)
+        ),
+    }
+    return {
+        "frames_per_s": _round(_visible_rate(observations, "can/", steady_start, steady_end)),
+        "msgs_per_s": _round(_visible_rate(observations, "mqtt/", steady_start, steady_end)),
+        "p50_ms": _ms(percentile(can_lat, 50)),
+        "p95_ms": _ms(percentile(can_lat, 95)),
+        "p99_ms": _ms(percentile(can_lat, 99)),
+        "p99_upper_bound_ms": _ms(percentile(can_upper, 99)),
+        "lost": sum(missing.values()),
+        "duplicated": sum(duplicated.values()),
+        "can": {
+            "rate_per_bus": spec.can_rate,
+            "buses": len(load.can_sent),
+            "sent": can_sent,
+            "stored": can_stored,
+            "lost": sum(v for s, v in missing.items() if s.startswith("can/")),
+            "udp_socket_drops": udp_drops,
+            "latency_ms": _percentiles(can_lat),
+            "source_to_kafka_latency_ms": _percentiles(kafka_lat["can"]),
+        },
+        "mqtt": {
+            "devices": spec.devices,
+            "rate_per_device": spec.device_rate,
+            "sent": mqtt_sent,
+            "lost": sum(v for s, v in missing.items() if s.startswith("mqtt/")),
+            "unacked_by_broker": load.mqtt_unacked,
+            "latency_ms": _percentiles(mqtt_lat),
+            "source_to_kafka_latency_ms": _percentiles(kafka_lat["mqtt"]),
+        },
+        "whole_run_latency_ms": _percentiles(all_lat),
+        "stages": stages,
+        "processes": _cpu(observations.samples, steady_start, steady_end),
+        "duration_s": round(max(load.can_seconds, load.mqtt_seconds), 1),
+        "drain_s": round(drained_s, 1),
+        "latency_poll_errors": observations.poll_errors,
+        "missing_by_series": {s: v for s, v in missing.items() if v},
+        "duplicated_by_series": {s: v for s, v in duplicated.items() if v},
+    }
+
+
+def _visible_rate(observations: RunObservations, prefix: str, start: float, end: float) -> float | None:
+    """Points of the series starting with `prefix` that became queryable per second between `start` and `end`."""
+    polls = [(t, sum(n + 1 for s, n in newest.items() if s.startswith(prefix))) for t, newest in observations.visible]
+    window = [p for p in polls if start <= p[0] <= end]
+    if len(window) < 2 or window[-1][0] <= window[0][0]:
+        return None
+    return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": _ms(percentile(values, 50)),
+        "p95": _ms(percentile(values, 95)),
+        "p99": _ms(percentile(values, 99)),
+        "max": _ms(max(values) if values else None),
+        "n": len(values),
+    }
+
+
+def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any]) -> None:
+    can, mqtt, stages = figures["can"], figures["mqtt"], figures["stages"]
+    target = figures["frames_per_s"] >= 9000 and (figures["p99_ms"] or 1e9) <= 1000 and figures["lost"] == 0
+    lines = [
+        "# telestack end-to-end load run",
+        "",
+        f"{context.get('when', '')} on {context.get('machine', '')}; "
+        f"load average at start {context.get('load_avg', '')}.",
+        "",
+        f"Load: {can['buses']} CAN buses x {can['rate_per_bus']:g} frames/s, "
+        f"{mqtt['devices']} MQTT devices x {mqtt['rate_per_device']:g} msg/s, {figures['duration_s']} s.",
+        "",
+        "| end to end | value |",
+        "| --- | --- |",
+        f"| CAN frames queryable / s (steady state) | **{figures['frames_per_s']}** |",
+        f"| MQTT messages queryable / s (steady state) | {figures['msgs_per_s']} |",
+        f"| CAN source → queryable p50 / p95 / p99 | {figures['p50_ms']} / {figures['p95_ms']} / "
+        f"**{figures['p99_ms']}** ms |",
+        f"| MQTT source → queryable p50 / p99 | {mqtt['latency_ms']['p50']} / {mqtt['latency_ms']['p99']} ms |",
+        f"| all points, whole run including the first 3 s: p99 / max | {figures['whole_run_latency_ms']['p99']} / "
+        f"{figures['whole_run_latency_ms']['max']} ms |",
+        f"| CAN source → in Kafka p50 / p99 | {can['source_to_kafka_latency_ms']['p50']} / "
+        f"{can['source_to_kafka_latency_ms']['p99']} ms |",
+        f"| MQTT source → in Kafka p50 / p99 | {mqtt['source_to_kafka_latency_ms']['p50']} / "
+        f"{mqtt['source_to_kafka_latency_ms']['p99']} ms |",
+        f"| lost (sequence numbers missing in InfluxDB) | **{figures['lost']}** "
+        f"(CAN {can['lost']}, MQTT {mqtt['lost']}) |",
+        f"| CAN datagrams dropped by the kernel before the gateway read them | {can['udp_socket_drops']} |",
+        f"| duplicated rows | **{figures['duplicated']}** |",
+        f"| drain after the load stopped | {figures['drain_s']} s |",
+        f"| target ≥ 9,000 frames/s, p99 ≤ 1 s, 0 loss | {'met' if target else 'NOT met'} |",
+        "",
+        "| stage | throughput |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {name} | {value} |" for name, value in stages.items()]
+    lines += ["", "| process | CPU (% of one core) | RSS (MB, max) |", "| --- | --- | --- |"]
+    lines += [
+        f"| {name} | {usage['cpu_percent']} | {usage['rss_mb']} |"
+        for name, usage in sorted(figures["processes"].items(), key=lambda item: -item[1]["cpu_percent"])
+    ]
+    if figures["missing_by_series"]:
+        lines += ["", f"Missing by series: {figures['missing_by_series']}"]
+    lines += [
+        "",
+        "Latency: InfluxDB is polled for the newest sequence number of each series every "
+        f"{context.get('poll_s', 0.25)} s; a point counts as queryable at the midpoint between the poll that "
+        "first showed it and the one before (upper bound, the later poll: CAN p99 "
+        f"{figures['p99_upper_bound_ms']} ms). "
+        "Percentiles are over points sent after the first 3 s (connections and first fetches settled).",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def write_plot(path: Path, load: LoadResult, observations: RunObservations, started: float, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    samples = observations.samples
+
+    def series_rate(service: str, key: str) -> tuple[list[float], list[float]]:
+        # Over 3 s: the writer writes in 200 ms batches, which 1 s samples would show as a zigzag.
+        xs, ys = [], []
+        for previous, current in zip(samples, samples[3:], strict=False):
+            a, b = previous["metrics"].get(service, {}), current["metrics"].get(service, {})
+            if key in a and key in b and current["t"] > previous["t"]:
+                xs.append(current["t"] - started)
+                ys.append(max(0.0, (b[key] - a[key]) / (current["t"] - previous["t"])))
+        return xs, ys
+
+    sent: dict[int, int] = defaultdict(int)
+    for times in load.send_times.values():
+        for t in times:
+            sent[int(t - started)] += 1
+    xs = sorted(sent)
+    top.plot(xs, [sent[x] for x in xs], label="sent (CAN + MQTT)", color="0.6")
+    for service, key, label in (
+        ("can-gateway", "frames", "can-gateway frames read"),
+        ("mqtt-bridge", "messages", "mqtt-bridge messages"),
+        ("influx-writer", "lines", "influx-writer lines written"),
+    ):
+        x, y = series_rate(service, key)
+        top.plot(x, y, label=label)
+    top.set_ylabel("per second")
+    top.legend(loc="lower right", fontsize=8)
+    top.grid(alpha=0.3)
+    top.set_title(title)
+
+    latencies = visibility_latencies(load, observations)
+    for kind, color in (("can", "tab:blue"), ("mqtt", "tab:orange")):
+        per_second: dict[int, list[float]] = defaultdict(list)
+        for sent_at, latency in latencies[kind]:
+            per_second[int(sent_at - started)].append(latency)
+        seconds = sorted(per_second)
+        if not seconds:
+            continue
+        bottom.plot(
+            seconds, [1000 * (percentile(per_second[s], 50) or 0) for s in seconds], color=color, label=f"{kind} p50"
+        )
+        bottom.plot(
+            seconds,
+            [1000 * (percentile(per_second[s], 99) or 0) for s in seconds],
+            color=color,
+            linestyle="--",
+            label=f"{kind} p99",
+        )
+    bottom.axhline(1000, color="red", linewidth=0.8, label="1 s target")
+    bottom.set_ylabel("source → queryable, ms")
+    bottom.set_xlabel("seconds since the load started (by send time)")
+    bottom.set_yscale("log")
+    bottom.legend(loc="upper right", fontsize=8)
+    bottom.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

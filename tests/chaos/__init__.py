@@ -1,0 +1,1 @@
+"""Fault injection under sequence-numbered load (marker chaos; make chaos for the full size)."""
