@@ -295,9 +295,9 @@ def _settings_class(words: list[str]) -> type[TelestackSettings]:
     from telestack.actuator.settings import ActuatorSettings
     from telestack.alerting.settings import AlertingSettings
     from telestack.can_gateway.settings import CanGatewaySettings
-    from telestack.demo.lag_command import LagSettings
-    from telestack.demo.topics import TopicsSettings
     from telestack.influx_writer.settings import InfluxToolSettings, WriterSettings
+    from telestack.kafka_admin.lag_command import LagSettings
+    from telestack.kafka_admin.topics import TopicsSettings
     from telestack.mqtt_bridge.settings import BridgeSettings
     from telestack.simulators.mqtt_device import MqttSimulatorSettings
     from telestack.simulators.vehicle import VehicleSimulatorSettings

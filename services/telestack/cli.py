@@ -30,10 +30,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mqtt-bridge": ("telestack.mqtt_bridge.command", "MQTT devices → mapping rules → Kafka telemetry, acks → commands"),
     "actuator": ("telestack.actuator.command", "HTTP API: device commands over MQTT, edge-box ingest, /ui page"),
     "tokens": ("telestack.actuator.tokens_command", "create, list and revoke the actuator's bearer tokens"),
-    "topics": ("telestack.demo.topics_command", "create the Kafka topics with their partitions, retention, compaction"),
+    "topics": (
+        "telestack.kafka_admin.topics_command",
+        "create the Kafka topics with their partitions, retention, compaction",
+    ),
     "demo": ("telestack.demo.command", "the whole stack without Docker, with simulators (up, down, check)"),
     "tail": ("telestack.demo.tail", "latest values of every series, live in the terminal (from Kafka)"),
-    "kafka-lag": ("telestack.demo.lag_command", "Kafka consumer lag per group and topic on /metrics"),
+    "kafka-lag": ("telestack.kafka_admin.lag_command", "Kafka consumer lag per group and topic on /metrics"),
     "native": (
         "telestack.native.command",
         "install, start and stop Kafka, Mosquitto and InfluxDB without Docker",

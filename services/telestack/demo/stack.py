@@ -1,7 +1,7 @@
 """The whole stack without Docker: native Kafka, Mosquitto and InfluxDB, every telestack service and simulator.
 
 `DemoStack.start` does what ``docker compose --profile demo up`` does: start the servers, create the Kafka
-topics (`telestack.demo.topics`), provision InfluxDB (``telestack influx-init``: buckets, downsampling task,
+topics (`telestack.kafka_admin.topics`), provision InfluxDB (``telestack influx-init``: buckets, downsampling task,
 scoped tokens), start the services with their own settings, wait until each answers ``/healthz``, start the
 simulators, scrape every ``/metrics`` into InfluxDB (what Telegraf does in compose) and send one command through
 the actuator (fermenter f2 to 12 °C, so an alert fires and resolves while you watch). `DemoStack.stop` stops
@@ -30,7 +30,7 @@ from telestack.core.errors import TelestackError
 from telestack.core.settings import KafkaSettings, env_name
 from telestack.demo.processes import ManagedProcess, telestack_argv, wait_all_stopped
 from telestack.demo.scrape import MetricsScraper
-from telestack.demo.topics import TopicLayout, create_topics
+from telestack.kafka_admin.topics import TopicLayout, create_topics
 from telestack.native.endpoints import Endpoints
 from telestack.native.servers import free_port
 from telestack.native.stack import NativeStack

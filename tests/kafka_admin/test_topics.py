@@ -11,7 +11,7 @@ from confluent_kafka.admin import ConfigResource
 
 from telestack.core.kafka import admin_client
 from telestack.core.settings import KafkaSettings, TopicSettings
-from telestack.demo.topics import TopicLayout, TopicSpec, create_topics, plan_topics
+from telestack.kafka_admin.topics import TopicLayout, TopicSpec, create_topics, plan_topics
 from telestack.native.endpoints import KafkaEndpoint
 
 

@@ -10,7 +10,7 @@ import httpx
 
 from telestack.core.kafka import KafkaConsumer, KafkaProducer
 from telestack.core.settings import KafkaSettings
-from telestack.demo.lag import LagProbe, lag_by_topic
+from telestack.kafka_admin.lag import LagProbe, lag_by_topic
 from telestack.native.endpoints import KafkaEndpoint
 from telestack.native.servers import free_port
 from tests.polling import wait_until

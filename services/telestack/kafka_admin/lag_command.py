@@ -14,7 +14,7 @@ from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.errors import KafkaError
 from telestack.core.runtime import service_runtime
 from telestack.core.settings import HttpSettings, KafkaSettings, Section, TelestackSettings
-from telestack.demo.lag import LagProbe
+from telestack.kafka_admin.lag import LagProbe
 
 __all__ = ["LagOptions", "LagSettings", "configure", "run"]
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
-from telestack.demo.topics import TopicsSettings, create_topics, plan_topics
+from telestack.kafka_admin.topics import TopicsSettings, create_topics, plan_topics
 
 __all__ = ["configure", "run"]
 
