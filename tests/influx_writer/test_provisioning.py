@@ -184,7 +184,14 @@ def test_downsampling_task_computes_mean_min_max_count_per_window(
     )
 
     def finished() -> str | None:
-        status = operator.api("GET", f"/api/v2/tasks/{result.task_id}/runs/{run['id']}").get("status")
+        # Between leaving the queue and entering the run log, InfluxDB answers 404 for the run: look in the log.
+        try:
+            status = operator.api("GET", f"/api/v2/tasks/{result.task_id}/runs/{run['id']}").get("status")
+        except InfluxError as exc:
+            if exc.status != 404:
+                raise
+            logged = operator.api("GET", f"/api/v2/tasks/{result.task_id}/runs").get("runs", [])
+            status = next((r.get("status") for r in logged if r.get("id") == run["id"]), None)
         return status if status in ("success", "failed", "canceled") else None
 
     assert wait_until(finished, 30, interval_s=0.5, what="task run finished") == "success"
