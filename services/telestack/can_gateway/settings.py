@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from telestack.core.settings import HttpSettings, KafkaSettings, Section, TelestackSettings
 
 __all__ = [
+    "SIMULATED_BUSES",
     "UDP_GROUP",
     "AggregationSettings",
     "BusSettings",
@@ -30,6 +31,7 @@ __all__ = [
     "MessageMapping",
     "ReplaySettings",
     "SpoolSettings",
+    "simulated_vehicle_buses",
 ]
 
 
@@ -119,6 +121,36 @@ class AggregationSettings(Section):
     )
 
 
+# The buses of `telestack simulate vehicle`: (name, UDP port, CAN FD). One multicast group, one port per bus: a
+# host delivers a port's datagrams of every joined group to every socket bound to that port, so distinct groups
+# on one port would mix the buses.
+SIMULATED_BUSES: tuple[tuple[str, int, bool], ...] = (
+    ("powertrain", 43113, False),
+    ("chassis", 43114, False),
+    ("battery", 43115, True),
+)
+
+
+def simulated_vehicle_buses(*, sender: bool = False) -> list[BusSettings]:
+    """The simulated car's buses, as the gateway reads them or (`sender`) as the simulator sends on them.
+
+    The sender also states the bitrates (its bus-load pacing uses them) and a multicast hop limit of 0: the
+    frames reach processes on this host (and in its network namespace, as in compose) but never leave it;
+    python-can's default of 1 would put them on the local network.
+    """
+    return [
+        BusSettings(
+            name=name,
+            interface="udp_multicast",
+            channel=UDP_GROUP,
+            fd=fd,
+            options={"port": port, "hop_limit": 0} if sender else {"port": port},
+            **({"bitrate": 1_000_000, "data_bitrate": 5_000_000 if fd else None} if sender else {}),
+        )
+        for name, port, fd in SIMULATED_BUSES
+    ]
+
+
 class GatewayOptions(Section):
     vehicle: str = Field("vehicle", description="vehicle id: the `vehicle` tag and the Kafka key")
     databases: list[Path] = Field(
@@ -126,13 +158,7 @@ class GatewayOptions(Section):
         description="DBC/KCD/ARXML files used for buses that name none",
     )
     buses: list[BusSettings] = Field(
-        default_factory=lambda: [
-            # One multicast group, one UDP port per bus: a host delivers a port's datagrams of every joined
-            # group to every socket bound to that port, so distinct groups on one port would mix the buses.
-            BusSettings(name="powertrain", interface="udp_multicast", channel=UDP_GROUP, options={"port": 43113}),
-            BusSettings(name="chassis", interface="udp_multicast", channel=UDP_GROUP, options={"port": 43114}),
-            BusSettings(name="battery", interface="udp_multicast", channel=UDP_GROUP, fd=True, options={"port": 43115}),
-        ],
+        default_factory=lambda: simulated_vehicle_buses(),
         description="the CAN buses to read (default: the three buses of `telestack simulate vehicle`)",
     )
     replay: ReplaySettings = Field(default_factory=lambda: ReplaySettings())

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
-from telestack.can_gateway.settings import UDP_GROUP, BusSettings
+from telestack.can_gateway.settings import BusSettings, simulated_vehicle_buses
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.errors import ConfigError
 from telestack.core.runtime import Shutdown, configure_logging, get_logger
@@ -39,40 +39,11 @@ BUS_OF_SENDER = {"ECU": "powertrain", "VCU": "chassis", "BMS": "battery", "TCU":
 CELLS, MODULES, SENSORS_PER_MODULE = 144, 6, 12
 
 
-# Multicast hop limit 0: the simulated car's frames reach processes on this host (and in its network namespace,
-# as in compose) but never leave it; python-can's default of 1 puts them on the local network.
-LOCAL_ONLY = 0
-
-
 class SimulatorOptions(Section):
     vehicle: str = Field("ved-01", description="vehicle name (used only in logs)")
     database: Path = Field(DEFAULT_DBC, description="the project DBC")
     buses: list[BusSettings] = Field(
-        default_factory=lambda: [
-            BusSettings(
-                name="powertrain",
-                interface="udp_multicast",
-                channel=UDP_GROUP,
-                bitrate=1_000_000,
-                options={"port": 43113, "hop_limit": LOCAL_ONLY},
-            ),
-            BusSettings(
-                name="chassis",
-                interface="udp_multicast",
-                channel=UDP_GROUP,
-                bitrate=1_000_000,
-                options={"port": 43114, "hop_limit": LOCAL_ONLY},
-            ),
-            BusSettings(
-                name="battery",
-                interface="udp_multicast",
-                channel=UDP_GROUP,
-                bitrate=1_000_000,
-                fd=True,
-                data_bitrate=5_000_000,
-                options={"port": 43115, "hop_limit": LOCAL_ONLY},
-            ),
-        ],
+        default_factory=lambda: simulated_vehicle_buses(sender=True),
         description="buses to send on (names: powertrain, chassis, battery; the gateway's defaults)",
     )
     send: bool = Field(True, description="send on the buses (false: only record)")
