@@ -243,7 +243,7 @@ class KafkaConsumer:
         try:
             self._consumer = confluent_kafka.Consumer(conf)
             self._consumer.subscribe(
-                list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+                list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
             )
         except KafkaException as exc:
             raise KafkaError(f"cannot create Kafka consumer for group {group_id}: {exc}") from exc
@@ -261,6 +261,13 @@ class KafkaConsumer:
         if self._on_revoke is not None:
             self._on_revoke(partitions)
         self.commit()
+        self.assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
+
+    def _lost(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost (session timed out, e.g. the coordinator was unreachable): others may own them now, so no commit;
+        # a commit here would also wait on the unreachable coordinator and hold up rejoining the group.
+        if self._on_revoke is not None:
+            self._on_revoke(partitions)
         self.assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
 
     def consume(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
