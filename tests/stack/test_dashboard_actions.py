@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dashboard_v1
 from grafana_foundation_sdk.models import dashboardv2beta1 as dashboard_v2
 
 from telestack.actuator.tokens import Principal, check_scope
-from tests.stack.flux import load_dashboards, panels
+from tests.stack.flux import DASHBOARDS_DIR, load_dashboards, panels
 from tests.stack.grafana_actions import TOKEN_PLACEHOLDER, build_request, dashboard_actions
 
+ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = load_dashboards()
 ACTIONS = list(dashboard_actions())
 # The scopes README tells users to give the button token: exactly what the buttons send, nothing more.
@@ -123,3 +128,33 @@ def test_the_button_token_scopes_cover_the_buttons_and_nothing_else() -> None:
 def test_panels_with_buttons_still_query_the_provisioned_datasource() -> None:
     for name, panel, _action in ACTIONS:
         assert panel in panels(DASHBOARDS[name]) and panel["datasource"] == {"type": "influxdb", "uid": "influxdb"}
+
+
+def test_grafanas_start_renders_the_button_token_into_the_dashboards(tmp_path: Path) -> None:
+    """docker-compose.yml's Grafana entrypoint, run with /bin/sh on copies (its paths pointed at tmp_path)."""
+    grafana = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["grafana"]
+    source, rendered = "/usr/share/telestack/dashboards", "/etc/grafana/provisioning/dashboards/telestack"
+    assert f"./grafana/provisioning/dashboards/telestack:{source}:ro" in grafana["volumes"]
+    assert f"{rendered}:mode=1777" in grafana["tmpfs"]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "out").mkdir()
+    for path in DASHBOARDS_DIR.glob("*.json"):
+        shutil.copy(path, tmp_path / "src" / path.name)
+    (tmp_path / "read.token").write_text("influx-read")
+    script = (
+        grafana["entrypoint"][2]
+        .replace("$$", "$")
+        .replace(source, str(tmp_path / "src"))
+        .replace(rendered, str(tmp_path / "out"))
+        .replace("/var/lib/telestack/influx/read.token", str(tmp_path / "read.token"))
+        .replace("exec /run.sh", "exec true")
+    )
+    token = "tst_0a1b2c3d_Zm9v-YmFy_YmF6"  # the alphabet of real tokens: hex id, URL-safe base64 secret
+    subprocess.run(["/bin/sh", "-c", script], check=True, env={"PATH": "/usr/bin:/bin", "ACTUATOR_BUTTON_TOKEN": token})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"{name}.json" for name in DASHBOARDS)
+    for name, dashboard in DASHBOARDS.items():
+        text = (tmp_path / "out" / f"{name}.json").read_text()
+        assert TOKEN_PLACEHOLDER not in text
+        expected = json.dumps(dashboard).replace(TOKEN_PLACEHOLDER, token)
+        assert json.loads(text) == json.loads(expected)
+    assert f"Bearer {token}" in (tmp_path / "out" / "devices.json").read_text()
