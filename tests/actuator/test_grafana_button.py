@@ -134,7 +134,9 @@ def test_the_dashboard_buttons_switch_the_plug_and_set_the_fermenter(
         result = click(page, grafana_origin, title, request)
         assert result.get("status") == 202, result
         status = json.loads(result["body"])
-        assert status["state"] == "acked" and status["command"] == title.lower() and status["actor"] == "grafana-buttons"
+        assert (
+            status["state"] == "acked" and status["command"] == title.lower() and status["actor"] == "grafana-buttons"
+        )
         assert plug.relay is relay
 
     action = find_action("fermentation", "Set setpoint")
@@ -151,7 +153,8 @@ def test_the_dashboard_buttons_switch_the_plug_and_set_the_fermenter(
     assert fleet.commands == 5
 
     # The same token cannot do more than the buttons: a lamp (not plug-1) is refused, in the browser too.
-    lamp = replace(request, url=request.url.replace(fermenter.device_id, actuators.devices.lamp), body='{"command": "on"}')
+    lamp_url = request.url.replace(fermenter.device_id, actuators.devices.lamp)
+    lamp = replace(request, url=lamp_url, body='{"command": "on"}')
     refused = click(page, grafana_origin, "not a button", lamp)
     assert refused.get("status") == 403, refused
     assert plug.relay is False and fleet.commands == 5

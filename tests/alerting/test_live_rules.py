@@ -112,7 +112,11 @@ def test_a_never_seen_expected_device_raises_no_data_survives_restarts_and_resol
 ) -> None:
     device = f"f-{unique}"
     svc = make_service(
-        tmp_path, endpoints, kafka_settings, unique, NODATA_RULES.format(http=http_receiver.url),
+        tmp_path,
+        endpoints,
+        kafka_settings,
+        unique,
+        NODATA_RULES.format(http=http_receiver.url),
         DEVICES.format(device=device),
     )
     cleanup.append(svc)
@@ -224,8 +228,12 @@ def test_a_rules_edit_applies_without_restart_and_a_broken_edit_keeps_the_old_ru
 
     # An edit (22 °C is now too warm) takes effect in the running process.
     rules_file.write_text(THRESHOLD_RULES.format(http=http_receiver.url, above=20))
-    wait_until(lambda: send("f2", 22.0) or ("too_warm", "f2") in firing(), timeout_s=20, interval_s=0.3,
-               what="the edited rule firing")
+    wait_until(
+        lambda: send("f2", 22.0) or ("too_warm", "f2") in firing(),
+        timeout_s=20,
+        interval_s=0.3,
+        what="the edited rule firing",
+    )
     assert svc.proc.pid == pid and svc.proc.poll() is None
     # The unchanged rule kept its state: its firing alert for f1 was not announced again.
     assert sum(1 for a in hook_alerts(http_receiver) if a["rule"] == "very_warm" and a["state"] == "firing") == 1
@@ -240,8 +248,12 @@ def test_a_rules_edit_applies_without_restart_and_a_broken_edit_keeps_the_old_ru
     assert f"{rules_file}:6: rules[0] (too_warm).condition" in detail and "still running the previous rules" in detail
     assert "rules edit refused" in svc.log.read_text()
     # ...and the previous rules keep running: f3 at 22 °C fires too_warm (above 20, the last valid edit).
-    wait_until(lambda: send("f3", 22.0) or ("too_warm", "f3") in firing(), timeout_s=20, interval_s=0.3,
-               what="the old rules still evaluating")
+    wait_until(
+        lambda: send("f3", 22.0) or ("too_warm", "f3") in firing(),
+        timeout_s=20,
+        interval_s=0.3,
+        what="the old rules still evaluating",
+    )
 
     # Fixing the file clears the report.
     rules_file.write_text(THRESHOLD_RULES.format(http=http_receiver.url, above=20))

@@ -69,8 +69,10 @@ def build_request(
     assert action["type"] == "fetch"
     fetch = action["fetch"]
     url = _interpolate(fetch["url"], action, inputs, variables)
-    params = [(_interpolate(k, action, inputs, variables), _interpolate(v, action, inputs, variables))
-              for k, v in fetch.get("queryParams", [])]
+    params = [
+        (_interpolate(k, action, inputs, variables), _interpolate(v, action, inputs, variables))
+        for k, v in fetch.get("queryParams", [])
+    ]
     if params:
         url += ("&" if "?" in url else "?") + urlencode(params)
     headers = {}

@@ -98,10 +98,11 @@ class Principal:
         if command is None:
             return False
         for scope in self.scopes:
+            if not scope.startswith("command:"):
+                continue
             glob, sep, names = scope.removeprefix("command:").partition("/")
-            if sep and scope.startswith("command:") and command in names.split(","):
-                if fnmatch.fnmatchcase(device_id, glob):
-                    return True
+            if sep and command in names.split(",") and fnmatch.fnmatchcase(device_id, glob):
+                return True
         return False
 
     def can_see(self, device_id: str) -> bool:

@@ -536,7 +536,9 @@ class AlertEngine:
         old_rules = self.rules
         self._use(ruleset, expected)
         unchanged = {
-            name for name, rule in self.rules.items() if name in old_rules and old_rules[name].definition == rule.definition
+            name
+            for name, rule in self.rules.items()
+            if name in old_rules and old_rules[name].definition == rule.definition
         }
         changed = sorted(name for name in self.rules if name in old_rules and name not in unchanged)
         self._series.clear()
@@ -553,8 +555,11 @@ class AlertEngine:
                 or rule.kind != old.kind
                 or rule.measurement != inst.measurement
                 or not rule.covers(inst.tags)
-                or (inst.last_seen_ns is None and inst.expected_since_ns is not None
-                    and inst.tags.get("device") not in self.expected.get(rule.name, ()))
+                or (
+                    inst.last_seen_ns is None
+                    and inst.expected_since_ns is not None
+                    and inst.tags.get("device") not in self.expected.get(rule.name, ())
+                )
             ):
                 dropped.append(inst)
                 continue

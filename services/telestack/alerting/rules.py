@@ -428,7 +428,9 @@ def _cross_check(data: Any, rules_file: RulesFile) -> list[RuleProblem]:
             device_matches = compile_matchers({k: v for k, v in rule.select.tags.items() if k == "device"})
             for i, device_id in enumerate(condition.expect):
                 if not device_matches({"device": device_id}):
-                    problem(("rules", index, "condition", "expect", i), f"{device_id!r} does not match select.tags.device")
+                    problem(
+                        ("rules", index, "condition", "expect", i), f"{device_id!r} does not match select.tags.device"
+                    )
         if not isinstance(condition, NoDataCondition) and rule.select.field is None:
             problem(("rules", index, "select"), f"a {condition.type} rule needs select.field")
     for name, config in rules_file.notifiers.items():

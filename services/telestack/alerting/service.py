@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from confluent_kafka import KafkaException
 from prometheus_client import Counter, Gauge
 
 from telestack.alerting.alert import AlertState, Instance, StateChange
 from telestack.alerting.dispatch import Dispatcher
 from telestack.alerting.engine import AlertEngine
-from telestack.alerting.expected import partition_of
 from telestack.alerting.event_sinks import InfluxAnnotationWriter, KafkaAlertPublisher, annotation_point
+from telestack.alerting.expected import partition_of
 from telestack.alerting.notifiers import NotifierWorker, SendResult, build_notifier
 from telestack.alerting.rules import RuleSet
 from telestack.alerting.rules_watcher import LoadedRules, RulesWatcher
@@ -187,7 +188,7 @@ class AlertingService:
         try:
             metadata = admin_client(self.settings.kafka).list_topics(topic, timeout=10)
             partitions = metadata.topics[topic].partitions
-        except Exception as exc:  # noqa: BLE001 - retried at the next tick; expected devices wait meanwhile
+        except (KafkaException, KeyError) as exc:  # retried at the next tick; expected devices wait meanwhile
             self.log.warning("cannot read the telemetry partition count", topic=topic, error=str(exc))
             return None
         return len(partitions) or None
@@ -301,7 +302,13 @@ class AlertingService:
         for inst in dropped:
             if inst.state is AlertState.FIRING:
                 change = StateChange(
-                    inst, inst.state, AlertState.RESOLVED, now, inst.value, inst.setpoint, inst.derived,
+                    inst,
+                    inst.state,
+                    AlertState.RESOLVED,
+                    now,
+                    inst.value,
+                    inst.setpoint,
+                    inst.derived,
                     {"summary": f"{inst.fingerprint}: its rule was removed or changed by a rules edit"},
                 )
                 self.publisher.publish(change, inst.labels.get("severity", "warning"))
