@@ -86,6 +86,9 @@ def _check(args: argparse.Namespace) -> int:
         wait = "" if isinstance(rule.condition, NoDataCondition) or not rule.for_ else f" for {rule.for_:g}s"
         notify = ", ".join(ruleset.notify(rule)) or "nobody"
         disabled = " (disabled)" if not rule.enabled else ""
+        if isinstance(rule.condition, NoDataCondition) and rule.condition.expect is not None:
+            expect = rule.condition.expect
+            wait += " expecting " + ("the registry's devices" if expect == "registry" else ", ".join(expect))
         _out(
             f"  {rule.name}{disabled}: {rule.condition.type} on {target}{wait} → {ruleset.severity(rule)}, "
             f"notify {notify}"

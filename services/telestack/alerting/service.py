@@ -208,6 +208,8 @@ class AlertingService:
             return partition if partition in owned else None
 
         created = self.engine.expect(now, owns)
+        for inst in created:
+            self._save(inst)  # when the wait began must survive a crash, or a restart would start it over
         if created:
             self.log.info("expecting devices", fingerprints=[inst.fingerprint for inst in created])
 
