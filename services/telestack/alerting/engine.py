@@ -385,13 +385,19 @@ class AlertEngine:
         inst.active_since_ns = t
         return self._transition(rule, inst, _FIRING if rule.for_ns <= 0 else _PENDING, t)
 
-    def tick(self, now_ns: int) -> list[StateChange]:
-        """Time-driven changes: pending alerts whose `for` elapsed, silent series (no data)."""
+    def tick(self, now_ns: int, nodata: bool = True) -> list[StateChange]:
+        """Time-driven changes: pending alerts whose `for` elapsed, silent series (no data).
+
+        `nodata=False` skips the silent series: while the caller is still reading a backlog (after a restart),
+        a series looks silent only because its newer points are not read yet.
+        """
         changes: list[StateChange] = []
         for inst in list(self._pending):
             rule = self.rules[inst.rule]
             if inst.active and now_ns - (inst.active_since_ns or now_ns) >= rule.for_ns:
                 changes.append(self._transition(rule, inst, _FIRING, now_ns))
+        if not nodata:
+            return changes
         for rule, inst in self._nodata.values():
             # Silent since the last point, or, for an expected device never seen, since it was first expected.
             last = inst.last_seen_ns if inst.last_seen_ns is not None else inst.expected_since_ns

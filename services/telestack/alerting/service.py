@@ -44,6 +44,7 @@ from telestack.core.runtime import Shutdown, get_logger
 __all__ = ["AlertingService", "parse_record"]
 
 NS = 1_000_000_000
+CATCH_UP_LIMIT_S = 120.0  # no-data waits at most this long for a backlog to be read after an assignment
 POINTS = Counter("telestack_alerting_points_total", "telemetry points evaluated")
 BAD_LINES = Counter("telestack_alerting_bad_lines_total", "telemetry lines that could not be parsed (skipped)")
 CHANGES = Counter("telestack_alerting_state_changes_total", "alert state changes", ["state"])
@@ -88,6 +89,8 @@ class AlertingService:
         self._retiring: list[NotifierWorker] = []  # replaced by a reload; stopped once they have sent their queue
         self._owned: set[int] = set()
         self._partitions: int | None = None  # of the telemetry topic, to place never-seen expected devices
+        self._behind: dict[int, int] = {}  # assigned partition → offset to reach before no-data may judge
+        self._behind_until = 0.0
         self.dispatcher = Dispatcher(
             self.engine,
             send_resolved={name: config.send_resolved for name, config in ruleset.notifiers.items()},
@@ -180,6 +183,14 @@ class AlertingService:
         self.dispatcher.watch([instances[r["fingerprint"]] for r in wanted if r.get("fingerprint") in instances])
         self._owned |= owned
         self._partitions = self._partition_count()
+        # Points that arrived while nobody read this partition are still to come: until they are read, a series
+        # of it only looks silent (after a restart, no-data would fire for devices that kept reporting).
+        try:
+            assert self.consumer is not None
+            self._behind.update(self.consumer.backlog_ends(partitions))
+        except KafkaException as exc:
+            self.log.warning("cannot read the telemetry backlog; no-data is judged at once", error=str(exc))
+        self._behind_until = time.monotonic() + CATCH_UP_LIMIT_S
         self.log.info("partitions assigned", partitions=sorted(owned), restored=restored, dropped=dropped)
         self.ready = True
 
@@ -216,6 +227,8 @@ class AlertingService:
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions}
         self._owned -= gone
+        for partition in gone:
+            self._behind.pop(partition, None)
         leaving = [inst for inst in self.engine.instances.values() if inst.origin in gone]
         if self.store is not None:
             for inst in leaving:
@@ -236,7 +249,7 @@ class AlertingService:
         changes = self.evaluate(records, now)
         if now >= self._next_tick:
             self._expect(now)
-            changes.extend(self.engine.tick(now))
+            changes.extend(self.engine.tick(now, nodata=self._caught_up()))
             self.engine.expire_silences(now)
             self._next_tick = now + int(self.options.tick_interval_s * NS)
             self._count_instances()
@@ -332,11 +345,23 @@ class AlertingService:
             worker.stop()
             self._retiring.remove(worker)
 
+    def _caught_up(self) -> bool:
+        """True once every assigned partition's backlog (as it was at assignment) has been read."""
+        if self._behind and time.monotonic() > self._behind_until:
+            self.log.warning("backlog not read in time; judging no-data anyway", partitions=sorted(self._behind))
+            self._behind.clear()
+        return not self._behind
+
     def evaluate(self, records: Iterable[Record], now: int) -> list[StateChange]:
         changes: list[StateChange] = []
         observe = self.engine.observe
         count = 0
+        behind = self._behind
         for record in records:
+            if behind:
+                end = behind.get(record.partition)
+                if end is not None and record.offset >= end:
+                    del behind[record.partition]
             points, bad = parse_record(record.value)
             if bad:
                 BAD_LINES.inc(bad)
@@ -424,6 +449,8 @@ class AlertingService:
             detail = f"{len(self.engine.instances)} instances, {len(self.engine.firing)} firing"
             if not self.ready:
                 detail = "waiting for telemetry partitions; " + detail
+            elif self._behind:
+                detail = f"reading the backlog of partitions {sorted(self._behind)} (no-data waits); " + detail
             return self.ready, detail + (f"; last error: {error}" if error else "")
 
         def notifiers() -> tuple[bool, str]:
