@@ -16,10 +16,12 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
 
+from telestack.actuator.settings import ActuatorOptions
 from telestack.actuator.tokens import TokenStore
 from telestack.simulators.fermenters import Fermenter
 from telestack.simulators.mqtt_device import DeviceFleet
@@ -104,7 +106,7 @@ def page(chromium_binary: str, tmp_path: Path) -> Iterator[Page]:
 
 def click(page: Page, grafana: GrafanaOrigin, title: str, request: ActionRequest) -> dict[str, Any]:
     grafana.title, grafana.request = title, request
-    page.goto(f"{grafana.origin}/d/telestack?button={title}")
+    page.goto(f"{grafana.origin}/d/telestack?button={quote(title)}")
     page.evaluate("window.result = undefined")
     page.click("#action")
     result: dict[str, Any] = page.wait_for("window.result", timeout_s=20)
@@ -121,7 +123,8 @@ def test_the_dashboard_buttons_switch_the_plug_and_set_the_fermenter(
     # The dashboard's plug is plug-1 (its token may command nothing else); f1-<unique> matches the token's f*.
     actuators.devices = replace(actuators.devices, plug="plug-1")
     (actuators.tmp_path / "devices.yaml").write_text(yaml.safe_dump(registry_yaml(actuators.devices)))
-    actuator = actuators.start(cors_origins=[grafana_origin.origin])
+    # max_wait_s as shipped (the tests' default is shorter): the setpoint button waits up to 15 s for the ack.
+    actuator = actuators.start(cors_origins=[grafana_origin.origin], max_wait_s=ActuatorOptions().max_wait_s)
     token = TokenStore(actuators.tmp_path / "tokens.json").create("grafana-buttons", BUTTON_SCOPES)[0]
     rng = random.Random(14)
     plug = SmartPlug("plug-1", rng, relay=False, prefix=f"test-{unique}/plugs")

@@ -21,6 +21,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dashboard_v1
 from grafana_foundation_sdk.models import dashboardv2beta1 as dashboard_v2
 
+from telestack.actuator.settings import ActuatorOptions
 from telestack.actuator.tokens import Principal, check_scope
 from tests.stack.flux import DASHBOARDS_DIR, load_dashboards, panels
 from tests.stack.grafana_actions import TOKEN_PLACEHOLDER, build_request, dashboard_actions
@@ -115,8 +116,9 @@ def test_the_button_token_scopes_cover_the_buttons_and_nothing_else() -> None:
     for name, _panel, action in ACTIONS:
         variables = {"actuator_url": "http://actuator", "__data.fields.device": "f2" if name == "fermentation" else ""}
         request = build_request(action, inputs={"celsius": "18.5"}, variables=variables, token="t")
-        device = re.fullmatch(r"http://actuator/v1/devices/([^/]+)/commands\?wait=\d+", request.url)
+        device = re.fullmatch(r"http://actuator/v1/devices/([^/]+)/commands\?wait=(\d+)", request.url)
         assert device is not None, request.url
+        assert int(device[2]) <= ActuatorOptions().max_wait_s, "the actuator refuses a longer ?wait= (422)"
         command = json.loads(request.body or "{}")["command"]
         assert button.can_command(device[1], command), f"{name}: the token cannot {command} {device[1]}"
         sent.add((device[1], command))
