@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from telestack.actuator.errors import RegistryError
 from telestack.actuator.registry import Registry
 from telestack.alerting.alert import AlertState
 from telestack.alerting.engine import AlertEngine
@@ -15,8 +16,10 @@ from telestack.alerting.errors import RuleError
 from telestack.alerting.expected import expected_devices, load_expected, partition_of
 from telestack.alerting.rules import parse_rules
 from telestack.alerting.state_store import MemoryStateStore
+from telestack.core.errors import ConfigError
 from tests.alerting.builders import at, point
 
+TELESTACK = str(Path(sys.executable).with_name("telestack"))
 RULES = """\
 rules:
   - name: fermenter_no_data
@@ -128,5 +131,24 @@ def test_an_expected_id_that_the_selector_excludes_is_a_rule_error() -> None:
 def test_the_registry_is_read_only_when_a_rule_needs_it(tmp_path: Path) -> None:
     listed = parse_rules(RULES.split("  - name: meter_no_data")[0].replace("expect: registry", "expect: [f1]"))
     assert load_expected(listed, tmp_path / "absent.yaml") == {"fermenter_no_data": ("f1",)}
-    with pytest.raises(RegistryError, match=r"absent\.yaml does not exist"):
+    with pytest.raises(ConfigError, match=r"absent\.yaml does not exist \(set alerting\.devices_file\)"):
         load_expected(parse_rules(RULES), tmp_path / "absent.yaml")
+
+
+def test_alerts_check_resolves_expected_devices_and_refuses_a_missing_registry(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "config"
+    ok = subprocess.run(
+        [TELESTACK, "alerts", "check", str(example / "alerts.yaml"), "--devices", str(example / "devices.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "fermenter_no_data: nodata on fermenter[device~f*].temperature expecting f1, f2, f3 (registry)" in ok.stdout
+    missing = subprocess.run(
+        [TELESTACK, "alerts", "check", str(example / "alerts.yaml"), "--devices", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "set alerting.devices_file" in missing.stderr

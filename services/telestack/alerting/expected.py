@@ -18,6 +18,7 @@ from pathlib import Path
 
 from telestack.actuator.registry import Registry, load_registry
 from telestack.alerting.rules import NoDataCondition, RuleSet, compile_matchers
+from telestack.core.errors import ConfigError
 
 __all__ = ["expected_devices", "load_expected", "partition_of"]
 
@@ -42,12 +43,19 @@ def expected_devices(ruleset: RuleSet, registry: Registry | None) -> dict[str, t
 def load_expected(ruleset: RuleSet, devices_file: Path) -> dict[str, tuple[str, ...]]:
     """`expected_devices`, reading the registry only when a rule says ``expect: registry``.
 
-    Raises `RegistryError` (naming the file) when that registry cannot be read.
+    Raises `ConfigError` when that registry is missing, `RegistryError` (naming the file) when it is invalid.
     """
     needs_registry = any(
         isinstance(rule.condition, NoDataCondition) and rule.condition.expect == "registry" for rule in ruleset.rules
     )
-    return expected_devices(ruleset, load_registry(devices_file) if needs_registry else None)
+    if not needs_registry:
+        return expected_devices(ruleset, None)
+    if not devices_file.exists():
+        raise ConfigError(
+            f"{ruleset.source}: a rule expects the registry's devices, but the device registry {devices_file} "
+            "does not exist (set alerting.devices_file)"
+        )
+    return expected_devices(ruleset, load_registry(devices_file))
 
 
 def partition_of(device_id: str, partitions: int) -> int:
