@@ -59,3 +59,21 @@ def test_zero_interval_never_reloads(tmp_path: Path) -> None:
     watcher = RulesWatcher(rules, tmp_path / "devices.yaml", 0, clock=lambda: 100.0)
     touch(rules, RULES.format(above=20), 1)
     assert watcher.poll() is None
+
+
+def test_an_edit_of_the_registry_reloads_the_expected_devices(tmp_path: Path) -> None:
+    rules, devices = tmp_path / "alerts.yaml", tmp_path / "devices.yaml"
+    rules.write_text(
+        "rules:\n  - name: quiet\n    select: {measurement: fermenter, tags: {device: {glob: 'f*'}}}\n"
+        "    condition: {type: nodata, after: 20m, expect: registry}\n"
+    )
+    registry = "types: {{fermenter: {{}}}}\ndevices:\n{}"
+    devices.write_text(registry.format("  - {id: f1, type: fermenter, site: brewery}\n"))
+    now = [0.0]
+    watcher = RulesWatcher(rules, devices, 1.0, clock=lambda: now[0])
+    touch(
+        devices, registry.format("  - {id: f1, type: fermenter, site: b}\n  - {id: f4, type: fermenter, site: b}\n"), 1
+    )
+    now[0] = 1.0
+    loaded = watcher.poll()
+    assert loaded is not None and loaded.expected == {"quiet": ("f1", "f4")}
