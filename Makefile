@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
+# this checkout, wherever make runs from (`make -f path/to/Makefile env` in another directory)
+ROOT_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
 .PHONY: test-repeat docker-up docker-down docker-status images-local compose-check lock help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting clean bench-can bench-mqtt bench-actuator bench-writer demo demo-down demo-check env bench-e2e chaos
 
@@ -101,7 +103,7 @@ demo-check: servers ## fresh demo; fails unless every simulator's data is in Inf
 
 env: ## .env for docker compose with every secret generated (keeps an existing .env); IMAGES=local: the stand-ins
 	@test ! -e .env || { echo ".env exists; remove it first to regenerate"; exit 1; }
-	@python3 services/telestack/native/images.py --images $(or $(IMAGES),official) .env.example .env
+	@python3 $(ROOT_DIR)/services/telestack/native/images.py --images $(or $(IMAGES),official) .env.example .env
 	@echo ".env written with generated secrets (mode 0600); docker compose up -d"
 
 bench: ## every benchmark; each ends with one JSON line of figures
