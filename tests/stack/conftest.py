@@ -36,7 +36,7 @@ def demo(demo_stack: DemoStack) -> DemoInfo:
 @pytest.fixture(scope="session")
 def influx_reader(demo: DemoInfo) -> Iterator[httpx.Client]:
     """An HTTP client with the read-only token Grafana uses."""
-    with httpx.Client(timeout=30, headers={"Authorization": f"Token {demo.read_token}"}) as client:
+    with httpx.Client(timeout=120, headers={"Authorization": f"Token {demo.read_token}"}) as client:
         yield client
 
 
