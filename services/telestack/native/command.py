@@ -24,7 +24,8 @@ from telestack.native.stack import NativeStack, default_run_dir, stop_run_dir
 
 __all__ = ["configure", "run"]
 
-STANDARD_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1883, "influx": 8086}
+# As in compose: devices on 1883 (client id = login), services on 1884.
+STANDARD_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1884, "mqtt_devices": 1883, "influx": 8086}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,8 @@ def _ports(run_dir: Path) -> dict[str, int]:
         previous = Endpoints.load(endpoints_path)
         ports["kafka"] = int(previous.kafka.bootstrap_servers.rsplit(":", 1)[1])
         ports["mqtt"] = previous.mqtt.port
+        if previous.mqtt.device_port:
+            ports["mqtt_devices"] = previous.mqtt.device_port
         ports["influx"] = int(previous.influx.url.rsplit(":", 1)[1])
     for name, standard in STANDARD_PORTS.items():
         if name not in ports:
@@ -138,7 +141,7 @@ def _print_endpoints(endpoints: Endpoints) -> None:
     sys.stdout.write(
         f"kafka      {endpoints.kafka.bootstrap_servers}  (Kafka {endpoints.kafka.version})\n"
         f"mqtt       {endpoints.mqtt.host}:{endpoints.mqtt.port}  user {endpoints.mqtt.username}"
-        f"  ({endpoints.mqtt.version})\n"
+        f"  ({endpoints.mqtt.version}); devices on :{endpoints.mqtt.device_port} (client id = login)\n"
         f"influxdb   {endpoints.influx.url}  org {endpoints.influx.org}  ({endpoints.influx.version})\n"
         "credentials: endpoints.json in the run directory; 'telestack native env' prints them as variables\n"
     )
