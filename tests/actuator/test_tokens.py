@@ -86,7 +86,8 @@ def test_the_tokens_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main([*create, "--measurements", "energy,room", "--devices", "box-*"]) == 0
     token = capsys.readouterr().out.strip()
     principal = TokenStore(Path(path)).authenticate(token)
-    assert principal is not None and principal.ingest == IngestGrant(measurements=("energy", "room"), devices=("box-*",))
+    assert principal is not None
+    assert principal.ingest == IngestGrant(measurements=("energy", "room"), devices=("box-*",))
 
     assert (
         main(["tokens", "--tokens-file", path, "create", "--name", "ro", "--scope", "read", "--expires-days", "3"]) == 0

@@ -126,7 +126,8 @@ def ingest_app(kafka: KafkaEndpoint, mqtt: MqttEndpoint, tmp_path: Path, unique:
     )
     ensure_topics(kafka_settings, {telemetry: 3})
     (tmp_path / "devices.yaml").write_text(yaml.safe_dump({"types": {}, "devices": []}))
-    token, _ = TokenStore(tmp_path / "tokens.json").create("box-hq", ["ingest:hq"], ingest=IngestGrant(measurements=("*",), devices=("*",)))
+    grant = IngestGrant(measurements=("*",), devices=("*",))
+    token, _ = TokenStore(tmp_path / "tokens.json").create("box-hq", ["ingest:hq"], ingest=grant)
     settings = ActuatorSettings(
         log=LogSettings(level="WARNING", format="console"),
         kafka=kafka_settings,

@@ -150,7 +150,9 @@ def test_a_device_cannot_write_as_another_device(harness: BridgeHarness, shipped
     (dead,) = collector.records[harness.topics.dlq]
     assert dead.value == b"fermenter,device=f2 temperature=77.7"
     assert (dead.header("reason"), dead.header("rule"), dead.header("mqtt_topic")) == (
-        "tag_mismatch", "line-protocol", topic
+        "tag_mismatch",
+        "line-protocol",
+        topic,
     )
     assert "device='f2'" in (dead.header("detail") or "")
 

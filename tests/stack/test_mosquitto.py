@@ -385,7 +385,8 @@ def test_identity_matrix_a_device_against_every_other_device(login, device: str)
 @pytest.mark.parametrize("device", DEVICES)
 def test_no_device_takes_a_service_client_id(login, device: str) -> None:  # type: ignore[no-untyped-def]
     users = ("mqtt-bridge", "mqtt-bridge", "actuator", "alerting")
-    services = {cid: login(user, client_id=cid, persistent=True) for cid, user in zip(SERVICE_CLIENT_IDS, users)}
+    logins = zip(SERVICE_CLIENT_IDS, users, strict=True)
+    services = {cid: login(user, client_id=cid, persistent=True) for cid, user in logins}
     assert all(service.connected for service in services.values())
     for cid in SERVICE_CLIENT_IDS:
         assert login(device, client_id=cid).connected

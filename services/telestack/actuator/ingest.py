@@ -137,7 +137,9 @@ def media_type(content_type: str | None) -> str:
     main, *params = (part.strip() for part in content_type.split(";"))
     main = main.lower()
     if main not in MEDIA_TYPES:
-        hint = " (curl --data-binary sends a form type unless given -H 'Content-Type: text/plain')" if main == _FORM else ""
+        hint = ""
+        if main == _FORM:
+            hint = " (curl --data-binary sends a form type unless given -H 'Content-Type: text/plain')"
         raise UnsupportedMedia(
             f"content type {main!r} is not read here; send line protocol as text/plain or a JSON batch as "
             f"application/json{hint}"

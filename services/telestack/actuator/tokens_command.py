@@ -128,10 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 out.write(json.dumps({**fields, "status": _status(entry, now)}) + "\n")
             return 0
         rows = [("ID", "NAME", "STATUS", "CREATED", "EXPIRES", "SCOPES")]
-        rows += [
-            (e.id, e.name, _status(e, now), _when(e.created_at), _when(e.expires_at), _scopes(e))
-            for e in entries
-        ]
+        rows += [(e.id, e.name, _status(e, now), _when(e.created_at), _when(e.expires_at), _scopes(e)) for e in entries]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         for row in rows:
             out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + f"  {row[-1]}\n")

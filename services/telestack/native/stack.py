@@ -82,7 +82,8 @@ class NativeStack:
             previous = Endpoints.load(self.endpoints_path)
             device_secret = previous.mqtt.device_secret or secrets.token_urlsafe(18)
             return previous.mqtt.password, device_secret, previous.influx.password, previous.influx.token
-        return secrets.token_urlsafe(18), secrets.token_urlsafe(18), secrets.token_urlsafe(18), secrets.token_urlsafe(48)
+        fresh = secrets.token_urlsafe
+        return fresh(18), fresh(18), fresh(18), fresh(48)
 
     def start(self) -> Endpoints:
         """Install if needed, start the three servers in parallel, provision them; returns their endpoints."""
