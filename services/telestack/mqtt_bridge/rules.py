@@ -328,11 +328,7 @@ class TopicMatch:
     measurement: str | None
     tags: dict[str, str]  # shared by every point of this topic: copy before changing
     field: str  # value format: the field name
-
-    @property
-    def bound_tags(self) -> dict[str, str]:
-        """The tags that are the publisher's identity (see `CompiledRule.bound_tags`) with this topic's values."""
-        return {key: value for key, value in self.tags.items() if key in self.rule.bound_tags}
+    bound_tags: dict[str, str]  # the tags that are the publisher's identity (`CompiledRule.bound_tags`), rendered
 
 
 class RuleSet:
@@ -362,13 +358,15 @@ class RuleSet:
             values = compiled.filter.match(topic)
             if values is not None:
                 values[TOPIC_NAME] = topic
+                tags = {key: template.render(values) for key, template in compiled.tags}
                 found = TopicMatch(
                     rule=compiled,
                     values=values,
                     key=compiled.device.render(values) if compiled.device is not None else topic,
                     measurement=compiled.measurement.render(values) if compiled.measurement is not None else None,
-                    tags={key: template.render(values) for key, template in compiled.tags},
+                    tags=tags,
                     field=compiled.field.render(values),
+                    bound_tags={key: value for key, value in tags.items() if key in compiled.bound_tags},
                 )
                 break
         if len(self._cache) >= self.CACHE_SIZE:
