@@ -40,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--scope",
         action="append",
         required=True,
-        help="read | admin | command:<device glob> | ingest:<site>; repeat for several",
+        help="read | admin | command:<device glob> | command:<device glob>/<command>,... | ingest:<site>; "
+        "repeat for several",
     )
     create.add_argument(
         "--measurements",

@@ -1,6 +1,7 @@
 """``telestack native``: run Kafka, Mosquitto and InfluxDB as local processes, for machines without Docker.
 
-telestack native install      # build/download once into ~/.cache/telestack (InfluxDB: ~20 min cold)
+telestack native install      # build/download once into ~/.cache/telestack (InfluxDB: 5-10 min cold), and
+                              # the tools tests and benchmarks run beside them (Telegraf)
 telestack native up           # start them in the background; prints where they listen
 telestack native env          # TELESTACK_* variables for services, e.g. eval "$(telestack native env)"
 telestack native status
@@ -86,7 +87,7 @@ def _running(run_dir: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     run_dir: Path = (args.run_dir or default_run_dir()).resolve()
     if args.action == "install":
-        NativeStack(run_dir).install()
+        NativeStack(run_dir).install(tools=True)
         return 0
     if args.action == "up":
         if _running(run_dir):
