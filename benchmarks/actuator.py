@@ -31,7 +31,7 @@ import yaml
 from telestack.actuator.command import build_app
 from telestack.actuator.server import ActuatorServer, uvicorn_config
 from telestack.actuator.settings import ActuatorOptions, ActuatorSettings
-from telestack.actuator.tokens import TokenStore
+from telestack.actuator.tokens import IngestGrant, TokenStore
 from telestack.core.kafka import ensure_topics
 from telestack.core.runtime import configure_logging
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
@@ -71,7 +71,7 @@ def main() -> int:
         (workdir / "devices.yaml").write_text(yaml.safe_dump(registry))
         store = TokenStore(workdir / "tokens.json")
         admin = store.create("bench", ["admin"])[0]
-        box = store.create("bench-box", ["ingest:bench"])[0]
+        box = store.create("bench-box", ["ingest:bench"], ingest=IngestGrant(measurements=("*",), devices=("*",)))[0]
         mqtt = MqttSettings(
             host=endpoints.mqtt.host,
             port=endpoints.mqtt.port,

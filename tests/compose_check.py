@@ -40,6 +40,7 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from telestack.core.mqtt import device_password
 from telestack.native.images import write_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,11 +158,21 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, interval
     raise CheckFailed(f"{what}: not within {timeout_s:.0f} s (last: {last!r})")
 
 
+# The load's device login: one more simulated device (its password derived from MQTT_SIMULATOR_PASSWORD), so it
+# neither shares a login (and client id) with a running simulator nor needs a devices.passwd in the repository.
+LOAD_DEVICE = "load-check"
+
+
+def _load_password(project: Project) -> str:
+    return device_password(project.env["MQTT_SIMULATOR_PASSWORD"], LOAD_DEVICE)
+
+
 class SequenceLoad:
     """A device publishing `check,run=<id> seq=<n>i <ts>` over MQTT (QoS 1) at a steady rate, in a thread.
 
-    It logs in as the demo's simulator device and publishes on its own line-protocol topic
-    (`telegraf/<user>/check`); the timestamp is set here, at the source, so a redelivery is the same point.
+    It logs in as a simulated device of its own (`LOAD_DEVICE`, added to MQTT_SIMULATED_DEVICES) and publishes on
+    its own line-protocol topic (`telegraf/<user>/check`); the timestamp is set here, at the source, so a
+    redelivery is the same point.
     """
 
     def __init__(self, host: str, port: int, username: str, password: str, rate: float = 40) -> None:
@@ -320,9 +331,7 @@ def check_anonymous_refused(project: Project) -> None:
 
 
 def faults_under_load(project: Project, services: list[str], figures: dict[str, Any]) -> None:
-    load = SequenceLoad(
-        "127.0.0.1", int(project.env["MQTT_PORT"]), "simulator", project.env["MQTT_SIMULATOR_PASSWORD"]
-    ).start()
+    load = SequenceLoad("127.0.0.1", int(project.env["MQTT_PORT"]), LOAD_DEVICE, _load_password(project)).start()
     recovery: dict[str, float] = {}
     try:
         time.sleep(5)
@@ -394,9 +403,7 @@ def scale_stack(args: argparse.Namespace, env_file: Path, figures: dict[str, Any
         project.compose("up", "-d", "--wait", "--wait-timeout", "420", *project.services(), timeout=900)
         figures["scale_up_to_healthy_s"] = round(time.monotonic() - started, 1)
         say(f"3-broker variant healthy in {figures['scale_up_to_healthy_s']} s")
-        load = SequenceLoad(
-            "127.0.0.1", int(project.env["MQTT_PORT"]), "simulator", project.env["MQTT_SIMULATOR_PASSWORD"]
-        ).start()
+        load = SequenceLoad("127.0.0.1", int(project.env["MQTT_PORT"]), LOAD_DEVICE, _load_password(project)).start()
         try:
             time.sleep(5)
             project.compose("kill", "-s", "KILL", "kafka-2")  # a broker gone for good: the others carry on
@@ -431,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             "GRAFANA_PORT": str(free_port()),
             "COMPOSE_PROFILES": "demo",
             "MQTT_SIMULATOR_PASSWORD": secrets.token_hex(24),
+            "MQTT_SIMULATED_DEVICES": f'"f1 f2 f3 compteur-1 plug-1 {LOAD_DEVICE}"',  # quoted: spaces in .env
         }
         write_env(ROOT / ".env.example", env_file, args.images, extra)
         started = time.monotonic()

@@ -21,9 +21,11 @@ from typing import Any
 
 import httpx
 
+from telestack.core.mqtt import device_password
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
 from telestack.native.images import LOCAL_IMAGES
 from telestack.native.servers import free_port
+from telestack.native.stack import SIMULATED_DEVICES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,17 +99,25 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
         .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
     )
     mqtt_password = secrets.token_urlsafe(12)
+    device_secret = secrets.token_urlsafe(12)
+    # As the native broker: services on 1883 here, devices on 1884 (client id = login), the demo's device users.
+    device_users = "".join(
+        f"mosquitto_passwd -b /tmp/passwd {device} {device_password(device_secret, device)} && "
+        for device in SIMULATED_DEVICES
+    )
     mosquitto = (
         DockerContainer(MOSQUITTO_IMAGE)
-        .with_exposed_ports(1883)
+        .with_exposed_ports(1883, 1884)
         .with_command(
             [
                 "sh",
                 "-c",
                 "touch /tmp/passwd && chmod 0700 /tmp/passwd && "
-                f"mosquitto_passwd -b /tmp/passwd telestack {mqtt_password} && chown mosquitto /tmp/passwd && "
-                "printf 'listener 1883\\nallow_anonymous false\\npassword_file /tmp/passwd\\npersistence true\\n"
-                "persistence_location /tmp/\\n' > /tmp/m.conf && exec mosquitto -c /tmp/m.conf -v",
+                f"mosquitto_passwd -b /tmp/passwd telestack {mqtt_password} && {device_users}"
+                "chown mosquitto /tmp/passwd && "
+                "printf 'allow_anonymous false\\npassword_file /tmp/passwd\\npersistence true\\n"
+                "persistence_location /tmp/\\nlistener 1883\\nlistener 1884\\nuse_username_as_clientid true\\n'"
+                " > /tmp/m.conf && exec mosquitto -c /tmp/m.conf -v",
             ]
         )
     )
@@ -139,6 +149,8 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
                     "telestack",
                     mqtt_password,
                     MOSQUITTO_IMAGE,
+                    device_port=int(mosquitto.get_exposed_port(1884)),
+                    device_secret=device_secret,
                 ),
                 influx=InfluxEndpoint(
                     url=influx_url,

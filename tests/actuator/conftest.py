@@ -25,7 +25,7 @@ from telestack.actuator.command import build_app
 from telestack.actuator.server import ActuatorServer, uvicorn_config
 from telestack.actuator.service import ActuatorService
 from telestack.actuator.settings import ActuatorOptions, ActuatorSettings
-from telestack.actuator.tokens import TokenStore
+from telestack.actuator.tokens import IngestGrant, TokenStore
 from telestack.core.commands import DeviceAck, DeviceCommand
 from telestack.core.kafka import ensure_topics
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
@@ -156,9 +156,13 @@ class Tokens:
     admin: str
     reader: str
     plugs: str  # command:plug-*
-    hq: str  # ingest:hq
+    hq: str  # ingest:hq, any measurement, devices box-*
     other_site: str  # ingest:annex
+    energy_box: str  # ingest:hq, measurement energy of device box-7 only
     revoked: str
+
+
+ANY = IngestGrant(measurements=("*",), devices=("*",))
 
 
 def make_tokens(store: TokenStore) -> Tokens:
@@ -168,8 +172,11 @@ def make_tokens(store: TokenStore) -> Tokens:
         admin=store.create("admin", ["admin"])[0],
         reader=store.create("reader", ["read"])[0],
         plugs=store.create("grafana-button", ["command:plug-*"])[0],
-        hq=store.create("box-hq", ["ingest:hq"])[0],
-        other_site=store.create("box-annex", ["ingest:annex"])[0],
+        hq=store.create("box-hq", ["ingest:hq"], ingest=IngestGrant(measurements=("*",), devices=("box-*",)))[0],
+        other_site=store.create("box-annex", ["ingest:annex"], ingest=ANY)[0],
+        energy_box=store.create(
+            "energy-box-7", ["ingest:hq"], ingest=IngestGrant(measurements=("energy",), devices=("box-7",))
+        )[0],
         revoked=revoked,
     )
 

@@ -9,6 +9,7 @@ import pytest
 
 from telestack.actuator.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMedia
 from telestack.actuator.ingest import IngestOptions, decode_body, prepare_batch
+from telestack.actuator.tokens import IngestGrant
 from telestack.native import KafkaEndpoint
 from tests.actuator.conftest import ActuatorFactory, RunningActuator, read_topic
 
@@ -195,3 +196,57 @@ def test_body_limits_answer_413(actuators: ActuatorFactory) -> None:
     assert response.status_code == 413
     assert "decompresses to more than 65536 bytes" in response.json()["detail"]
     assert client.post("/v1/ingest", content=b"m v=1\n", headers={"Content-Type": "text/csv"}).status_code == 415
+
+
+# --- what a token may write: its grant, and the size of a point (issue 16) ---------------------------------
+
+BOX_7 = IngestOptions(site="hq", now_ns=1, grant=IngestGrant(measurements=("energy", "room"), devices=("box-7",)))
+
+
+def test_a_grant_limits_the_measurements_and_devices_a_token_writes() -> None:
+    batch = prepare_batch(b"energy,device=box-7 mean=1\nroom temp=20\n", None, None, BOX_7)
+    assert batch.points == 2
+    body = b"energy,device=box-7 mean=1\nEngineStatus,vehicle=ved-01 CoolantTemp=150\nenergy,device=box-8 mean=2\n"
+    with pytest.raises(Forbidden) as info:
+        prepare_batch(body, None, None, BOX_7)
+    assert [p.line for p in info.value.problems] == [2, 3]
+    assert "measurement 'EngineStatus' is not one the token may write" in info.value.problems[0].msg
+    assert "tag device=box-8 is not a device the token may write for (box-7)" in info.value.problems[1].msg
+    with pytest.raises(Forbidden) as info:
+        prepare_batch(b'{"points": [{"measurement": "energy", "tags": {"vehicle": "ved-01"}, "fields": {"v": 1}}]}',
+                      "application/json", None, BOX_7)  # fmt: skip
+    assert "point 1: tag vehicle=ved-01 is not a device" in info.value.problems[0].msg
+
+
+def test_a_point_with_too_many_fields_is_refused_whole() -> None:
+    fields = ",".join(f"f{i}=1" for i in range(257)).encode()
+    with pytest.raises(PayloadTooLarge, match="line 2 has 257 fields; at most 256 per point"):
+        prepare_batch(b"m v=1\nm " + fields + b"\n", None, None, OPTS)
+    assert prepare_batch(b"m " + fields + b"\n", None, None, IngestOptions(site="hq", max_fields=257)).points == 1
+
+
+def test_the_form_type_curl_sends_by_default_is_refused_with_the_fix() -> None:
+    with pytest.raises(UnsupportedMedia, match="-H 'Content-Type: text/plain'"):
+        prepare_batch(b"m v=1\n", "application/x-www-form-urlencoded", None, OPTS)
+
+
+def test_a_site_token_cannot_write_for_the_car(actuator: RunningActuator, kafka: KafkaEndpoint) -> None:
+    # Issue 16: an ingest:<site> token wrote EngineStatus for vehicle ved-01 and fired the car's coolant alert.
+    client = actuator.client(actuator.tokens.energy_box)
+    car = client.post("/v1/ingest", content=b"EngineStatus,vehicle=ved-01 CoolantTemp=150\n",
+                      headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert car.status_code == 403, car.text
+    assert "EngineStatus" in car.json()["errors"][0]["msg"]
+    other = client.post("/v1/ingest", content=b"energy,device=box-8 mean=1\n", headers={"Content-Type": "text/plain"})
+    assert other.status_code == 403 and "box-8" in other.json()["errors"][0]["msg"]
+    wide = b"energy,device=box-7 " + ",".join(f"f{i}=1" for i in range(40_001)).encode() + b"\n"
+    too_wide = client.post("/v1/ingest", content=wide, headers={"Content-Type": "text/plain"})
+    assert too_wide.status_code == 413 and "40001 fields" in too_wide.json()["detail"]
+    form = client.post("/v1/ingest", content=b"energy,device=box-7 mean=1 1\n",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert form.status_code == 415 and "Content-Type: text/plain" in form.json()["detail"]
+    good = client.post("/v1/ingest", content=b"energy,device=box-7 mean=1 1\n", headers={"Content-Type": "text/plain"})
+    assert good.status_code == 200, good.text
+    # Only the good line reached Kafka: nothing of the refused requests leaked.
+    records = read_topic(kafka, actuator.settings.kafka.topics.telemetry, lambda r: len(r) >= 1)
+    assert [msg.value() for msg in records] == [b"energy,device=box-7,site=hq mean=1.0 1\n"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from telestack.actuator.errors import TokenStoreError
-from telestack.actuator.tokens import Principal, TokenStore, hash_token
+from telestack.actuator.tokens import IngestGrant, Principal, TokenStore, hash_token
 from telestack.cli import main
 
 
@@ -80,9 +80,14 @@ def test_a_corrupt_file_fails_at_start_but_not_while_running(tmp_path: Path) -> 
 
 def test_the_tokens_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "tokens.json")
-    assert main(["tokens", "--tokens-file", path, "create", "--name", "box-hq", "--scope", "ingest:hq"]) == 0
+    create = ["tokens", "--tokens-file", path, "create", "--name", "box-hq", "--scope", "ingest:hq"]
+    assert main(create) == 1  # an ingest token says what it may write
+    assert "--measurements" in capsys.readouterr().err
+    assert main([*create, "--measurements", "energy,room", "--devices", "box-*"]) == 0
     token = capsys.readouterr().out.strip()
-    assert TokenStore(Path(path)).authenticate(token) is not None
+    principal = TokenStore(Path(path)).authenticate(token)
+    assert principal is not None
+    assert principal.ingest == IngestGrant(measurements=("energy", "room"), devices=("box-*",))
 
     assert (
         main(["tokens", "--tokens-file", path, "create", "--name", "ro", "--scope", "read", "--expires-days", "3"]) == 0
@@ -91,6 +96,7 @@ def test_the_tokens_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["tokens", "--tokens-file", path, "list"]) == 0
     table = capsys.readouterr().out
     assert "box-hq" in table and "ingest:hq" in table and "ro" in table and token not in table
+    assert "measurements energy,room; devices box-*" in table
 
     assert main(["tokens", "--tokens-file", path, "revoke", "box-hq"]) == 0
     assert TokenStore(Path(path)).authenticate(token) is None
@@ -101,6 +107,31 @@ def test_the_tokens_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
     assert main(["tokens", "--tokens-file", path, "create", "--name", "x", "--scope", "root"]) == 1
     assert "invalid scope 'root'" in capsys.readouterr().err
+
+
+def test_an_ingest_scope_and_its_grant_go_together(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    with pytest.raises(TokenStoreError, match="--measurements"):
+        store.create("box", ["ingest:hq"])
+    with pytest.raises(TokenStoreError, match="has none"):
+        store.create("reader", ["read"], ingest=IngestGrant(measurements=("*",), devices=("*",)))
+    with pytest.raises(ValueError, match="invalid glob"):
+        IngestGrant(measurements=("a b",), devices=("*",))
+
+
+def test_tokens_stored_before_grants_keep_working(tmp_path: Path) -> None:
+    # A store written before issue 16: an ingest token without a grant (any measurement and device of its site).
+    path = tmp_path / "tokens.json"
+    token = "tst_0a1b2c3d_" + "s" * 43
+    entry = {"id": "0a1b2c3d", "name": "old-box", "scopes": ["ingest:hq"], "hash": hash_token(token),
+             "created_at": "2024-01-01T00:00:00Z", "expires_at": None, "revoked_at": None}  # fmt: skip
+    path.write_text(json.dumps({"version": 1, "tokens": [entry]}))
+    store = TokenStore(path)
+    principal = store.authenticate(token)
+    assert principal is not None and principal.ingest is None and principal.ingest_sites() == ["hq"]
+    assert store.entries()[0].legacy_ingest
+    store.create("new", ["read"])  # rewriting the store keeps it
+    assert TokenStore(path).authenticate(token) == principal
 
 
 def test_a_restricted_command_scope_allows_exactly_its_commands_on_its_devices(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.polling import wait_until
@@ -129,12 +131,35 @@ def test_up_then_down_from_another_terminal(demo: Demo) -> None:
     assert status.returncode == 0 and "EXITED" not in status.stdout, status.stdout
     pids = _pids(demo.run_dir)
     assert len(pids) == 13  # 6 services, 4 simulators, 3 servers
+    _the_printed_environment_makes_tokens_the_actuator_knows(demo)
     down = demo.down()
     assert down.returncode == 0, down.stderr
     assert demo.proc.wait(30) == 0
     assert not [pid for pid in pids if _alive(pid)]
     assert json.loads((demo.run_dir / "demo.json").read_text())["processes"] == {}
     assert "stopped" in demo.text
+
+
+def _the_printed_environment_makes_tokens_the_actuator_knows(demo: Demo) -> None:
+    # Issue 16: the hint exported the InfluxDB operator token, and `tokens create` wrote to another store (401).
+    script = subprocess.run(
+        _telestack("native", "env", "--run-dir", str(demo.run_dir)), env=_env(), capture_output=True, text=True
+    )
+    assert script.returncode == 0, script.stderr
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in script.stdout.splitlines() if line.startswith("export ")
+    )
+    operator = json.loads((demo.run_dir / "endpoints.json").read_text())["influx"]["token"]
+    assert operator not in script.stdout
+    env = {**_env(), **{key: shlex.split(value)[0] for key, value in exported.items()}}
+    created = subprocess.run(
+        _telestack("tokens", "create", "--name", "hint", "--scope", "read"), env=env, capture_output=True, text=True
+    )
+    assert created.returncode == 0, created.stderr
+    state = json.loads((demo.run_dir / "demo.json").read_text())
+    url = f"http://127.0.0.1:{state['ports']['actuator']}/v1/devices"
+    response = httpx.get(url, headers={"Authorization": f"Bearer {created.stdout.strip()}"}, timeout=10)
+    assert response.status_code == 200, response.text
 
 
 def test_down_cleans_up_after_a_killed_supervisor(demo: Demo) -> None:

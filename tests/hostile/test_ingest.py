@@ -26,7 +26,7 @@ from telestack.actuator.command import build_app
 from telestack.actuator.errors import RequestError
 from telestack.actuator.ingest import IngestOptions, prepare_batch
 from telestack.actuator.settings import ActuatorOptions, ActuatorSettings
-from telestack.actuator.tokens import TokenStore
+from telestack.actuator.tokens import IngestGrant, TokenStore
 from telestack.core.kafka import KafkaConsumer, Record, ensure_topics
 from telestack.core.lineproto import parse_lines
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
@@ -126,7 +126,8 @@ def ingest_app(kafka: KafkaEndpoint, mqtt: MqttEndpoint, tmp_path: Path, unique:
     )
     ensure_topics(kafka_settings, {telemetry: 3})
     (tmp_path / "devices.yaml").write_text(yaml.safe_dump({"types": {}, "devices": []}))
-    token, _ = TokenStore(tmp_path / "tokens.json").create("box-hq", ["ingest:hq"])
+    grant = IngestGrant(measurements=("*",), devices=("*",))
+    token, _ = TokenStore(tmp_path / "tokens.json").create("box-hq", ["ingest:hq"], ingest=grant)
     settings = ActuatorSettings(
         log=LogSettings(level="WARNING", format="console"),
         kafka=kafka_settings,

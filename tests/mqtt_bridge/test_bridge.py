@@ -132,6 +132,31 @@ def test_garbage_burst_between_good_messages(harness: BridgeHarness) -> None:
     assert all(r.header("detail") for r in dead)
 
 
+def test_a_device_cannot_write_as_another_device(harness: BridgeHarness, shipped_rules: RuleSet) -> None:
+    # Issue 16: on f1's own topic, f1 sent a line tagged device=f2 and it was stored as f2's data.
+    harness.start(prefixed(shipped_rules, harness.prefix))
+    collector = harness.collector()
+    publisher = harness.publisher()
+    topic = f"{harness.prefix}/telegraf/f1/fermenter"
+    for payload in (b"fermenter,device=f2 temperature=77.7", b"fermenter,device=f1 temperature=18.5", b"fermenter x=1"):
+        publisher.publish(topic, payload, qos=1).wait_for_publish(10)
+    collector.until(
+        lambda: len(collector.records[harness.topics.telemetry]) >= 2 and collector.records[harness.topics.dlq],
+        what="the two good lines and the impersonation",
+    )
+    telemetry = collector.records[harness.topics.telemetry]
+    assert [r.key for r in telemetry] == [b"f1", b"f1"]
+    assert [r.value.split(b" ")[0] for r in telemetry] == [b"fermenter,device=f1"] * 2
+    (dead,) = collector.records[harness.topics.dlq]
+    assert dead.value == b"fermenter,device=f2 temperature=77.7"
+    assert (dead.header("reason"), dead.header("rule"), dead.header("mqtt_topic")) == (
+        "tag_mismatch",
+        "line-protocol",
+        topic,
+    )
+    assert "device='f2'" in (dead.header("detail") or "")
+
+
 def test_device_acks_go_to_commands_and_bad_acks_to_the_dlq(harness: BridgeHarness) -> None:
     harness.start(_rules(harness.prefix))
     collector = harness.collector()

@@ -171,3 +171,27 @@ def test_line_protocol_keeps_its_own_tags_over_the_rule_ones() -> None:
     rules = _rules("{name: r, topic: 'edge/{device}', format: line, tags: {device: '{device}', site: default}}")
     mapped = map_message(rules, "edge/box", b"m,site=lyon v=1 1\n", ARRIVAL)
     assert mapped.value == "m,device=box,site=lyon v=1.0 1\n"
+
+
+# --- identity: the topic (the authenticated login) names the device, never the payload (issue 16) ---------
+
+
+@pytest.mark.parametrize(
+    ("rule", "topic", "payload"),
+    [
+        ("{name: r, topic: 'telegraf/{device}/#', format: line}", "telegraf/f1/x", b"fermenter,device=f2 t=77.7 1\n"),
+        ("{name: r, topic: 'm/{device}', measurement: m, tag_keys: [device]}", "m/f1", b'{"device": "f2", "v": 1}'),
+        ("{name: r, topic: 'x', format: line, device: eco, tags: {device: eco}}", "x", b"m,device=f2 v=1 1\n"),
+        ("{name: r, topic: 's/{site}/{device}', format: line}", "s/a/f1", b"m,device=f1,site=b v=1 1\n"),
+    ],
+)
+def test_a_payload_cannot_rename_the_device_of_its_topic(rule: str, topic: str, payload: bytes) -> None:
+    with pytest.raises(MappingError) as err:
+        map_message(_rules(rule), topic, payload, ARRIVAL)
+    assert err.value.reason == "tag_mismatch" and "contradicts" in err.value.detail
+
+
+def test_a_payload_may_repeat_its_own_device_tag() -> None:
+    rules = _rules("{name: r, topic: 'telegraf/{device}/#', format: line}")
+    mapped = map_message(rules, "telegraf/f1/x", b"fermenter,device=f1 t=18.5 1\nfermenter t=18.6 2\n", ARRIVAL)
+    assert mapped.value == "fermenter,device=f1 t=18.5 1\nfermenter,device=f1 t=18.6 2\n"

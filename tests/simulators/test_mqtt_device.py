@@ -149,7 +149,7 @@ def test_status_goes_offline_when_the_simulator_stops(
 def test_cli_publishes_meter_readings(endpoints: Endpoints, listener: Listener, unique: str) -> None:
     device = f"compteur-{unique}"
     listener.subscribe(f"teleinfo/{device}")
-    env = {**os.environ, **endpoints.env()}
+    env = {**os.environ, **endpoints.env(), "TELESTACK_DEVICE_LOGINS": "false"}  # the services' shared login
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "telestack"),
@@ -166,3 +166,38 @@ def test_cli_publishes_meter_readings(endpoints: Endpoints, listener: Listener, 
     readings = [json.loads(listener.next(f"teleinfo/{device}")) for _ in range(3)]
     assert all(r["product"] == "Eco-devices" for r in readings)
     assert readings[0]["T1_BASE"] <= readings[-1]["T1_BASE"]
+
+
+def test_cli_devices_log_in_as_themselves(endpoints: Endpoints, listener: Listener) -> None:
+    # Issue 16: each simulated device has its own login on the devices' listener (client id = login), as the
+    # demo and compose run them; compteur-1 is one of the native broker's device users.
+    listener.subscribe("teleinfo/compteur-1")
+    env = {
+        **os.environ,
+        **endpoints.env(),
+        "TELESTACK_MQTT__PORT": str(endpoints.mqtt.device_port),
+        "TELESTACK_MQTT__PASSWORD": endpoints.mqtt.device_secret,
+    }
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "telestack"),
+            *("simulate", "energy-meter", "--devices", "compteur-1", "--interval", "0.1", "--ticks", "2"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(listener.next("teleinfo/compteur-1"))["product"] == "Eco-devices"
+    wrong = subprocess.run(
+        [str(Path(sys.executable).parent / "telestack"), "simulate", "energy-meter", "--devices", "compteur-1",
+         "--ticks", "1"],
+        env={**env, "TELESTACK_MQTT__PASSWORD": "not-the-secret"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert wrong.returncode != 0 and "CONNACK" in wrong.stderr

@@ -85,6 +85,21 @@ def test_the_demo_profile_runs_everything(composecheck: Path, env_file: Path) ->
         if service.get("ports")
     }
     assert published == {"grafana": ["3000"], "actuator": ["8080"], "mosquitto": ["1883", "8883"]}
+    # Issue 16: devices (and the simulated ones, each its own login) on 1883, where the client id is the login;
+    # services on 1884, never published.
+    services = project["services"]
+    mqtt_users = {name: s["environment"] for name, s in services.items() if "TELESTACK_MQTT__HOST" in s["environment"]}
+    ports = {name: env["TELESTACK_MQTT__PORT"] for name, env in mqtt_users.items()}
+    assert {name for name, port in ports.items() if port == "1883"} == SIMULATORS - {"simulate-vehicle"}
+    assert {name for name, port in ports.items() if port == "1884"} >= {"mqtt-bridge", "actuator", "alerting"}
+    assert set(ports.values()) == {"1883", "1884"}
+    assert not any("TELESTACK_MQTT__USERNAME" in mqtt_users[name] for name in SIMULATORS - {"simulate-vehicle"})
+    simulated = {
+        device
+        for name in SIMULATORS - {"simulate-vehicle"}
+        for device in services[name]["command"][services[name]["command"].index("--devices") + 1].split(",")
+    }
+    assert set(services["mosquitto"]["environment"]["MQTT_SIMULATED_DEVICES"].split()) == simulated
 
 
 def test_without_profiles_only_the_stack_runs(composecheck: Path, env_file: Path) -> None:

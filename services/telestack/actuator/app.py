@@ -73,8 +73,9 @@ token's rate limit: 429 with `Retry-After`.
 switch a relay twice; add `?wait=<seconds>` to get the outcome in the same call.
 
 **Ingest** takes line protocol (`text/plain`) or a JSON batch (`application/json`), optionally gzipped. The
-whole request is checked first: any bad line refuses all of it (400, with the line numbers); the response comes
-after Kafka confirmed every record.
+whole request is checked first: any bad line refuses all of it (400, with the line numbers), so does a line the
+token may not write (403: another site, or a measurement or device/vehicle outside the token's grant) and a point
+with too many fields (413); the response comes after Kafka confirmed every record.
 """
 
 
@@ -83,10 +84,10 @@ def _error(status: int) -> dict[str, Any]:
         400: "the body cannot be read (not UTF-8 JSON), or (ingest) invalid lines or points, each listed with "
         "its line number; nothing was accepted",
         401: "no bearer token, or an unknown, revoked or expired one",
-        403: "the token lacks the scope for this device, site or operation",
+        403: "the token lacks the scope for this device, site or operation (ingest: or for a measurement or device)",
         404: "unknown device or command",
         409: "the Idempotency-Key was used for a different request",
-        413: "the body is too large (as sent or decompressed), or has too many lines",
+        413: "the body is too large (as sent or decompressed), has too many lines, or a point too many fields",
         415: "unsupported content type or encoding",
         422: "the request does not validate: unknown command or argument, wrong type, value out of bounds",
         429: "the token is over its rate limit; retry after Retry-After seconds",

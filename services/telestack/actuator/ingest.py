@@ -3,8 +3,10 @@
 An edge box (seed 004) posts line protocol (``text/plain``) or a JSON batch (``application/json``), optionally
 gzipped, with a site token. Every line is checked before anything is produced: one bad line refuses the whole
 request (400, listing every bad line), so nothing is partially accepted. The site tag is forced to the token's
-site; a line that names another site is refused (403). Points without a timestamp get the arrival time, as
-InfluxDB would give them.
+site; a line that names another site, a measurement the token's grant does not list, or a device (or vehicle)
+it may not write for is refused (403): a site's token does not speak for the car. A point with more than
+``max_fields`` fields, or a request with more than ``max_lines`` points, is refused whole (413). Points without
+a timestamp get the arrival time, as InfluxDB would give them.
 
 A JSON batch::
 
@@ -33,6 +35,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from telestack.actuator.errors import Forbidden, InvalidInput, PayloadTooLarge, Problem, UnsupportedMedia
+from telestack.actuator.tokens import IngestGrant
 from telestack.core.errors import LineProtocolError
 from telestack.core.lineproto import FieldValue, Point, format_point, iter_lines, parse_line
 
@@ -51,6 +54,7 @@ __all__ = [
 PRECISIONS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 MEDIA_TYPES = ("text/plain", "application/json")
 MAX_LISTED_PROBLEMS = 100
+_FORM = "application/x-www-form-urlencoded"  # what curl -d / --data-binary sends without -H Content-Type
 INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -105,6 +109,9 @@ class IngestOptions:
     key_tag: str = "device"
     max_lines: int = 100_000
     max_record_bytes: int = 512_000
+    max_fields: int = 256
+    grant: IngestGrant | None = None  # None: a legacy token, any measurement and device of its site
+    identity_tags: tuple[str, ...] = ("device", "vehicle")  # whose values `grant.devices` limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +137,12 @@ def media_type(content_type: str | None) -> str:
     main, *params = (part.strip() for part in content_type.split(";"))
     main = main.lower()
     if main not in MEDIA_TYPES:
+        hint = ""
+        if main == _FORM:
+            hint = " (curl --data-binary sends a form type unless given -H 'Content-Type: text/plain')"
         raise UnsupportedMedia(
-            f"content type {main!r} is not read here; send text/plain (line protocol) or application/json"
+            f"content type {main!r} is not read here; send line protocol as text/plain or a JSON batch as "
+            f"application/json{hint}"
         )
     for param in params:
         name, _, value = param.partition("=")
@@ -161,10 +172,14 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     return data
 
 
-def _refuse(problems: list[Problem], site_problems: list[Problem], what: str) -> None:
-    if site_problems:
-        listed = site_problems[:MAX_LISTED_PROBLEMS]
-        raise Forbidden(f"{len(site_problems)} {what} name another site than the token's; nothing was accepted", listed)
+def _refuse(problems: list[Problem], forbidden: list[Problem], what: str) -> None:
+    if forbidden:
+        listed = forbidden[:MAX_LISTED_PROBLEMS]
+        raise Forbidden(
+            f"{len(forbidden)} {what} write what the token may not (another site, measurement or device); "
+            "nothing was accepted",
+            listed,
+        )
     if problems:
         listed = problems[:MAX_LISTED_PROBLEMS]
         more = len(problems) - len(listed)
@@ -175,11 +190,25 @@ def _refuse(problems: list[Problem], site_problems: list[Problem], what: str) ->
         raise InvalidInput(detail, listed)
 
 
-def _stamp(point: Point, opts: IngestOptions, where: str) -> str | None:
-    """Force the site tag and fill a missing timestamp; None if the point names another site, else its line."""
+def _trespass(point: Point, opts: IngestOptions) -> str | None:
+    """Why the token may not write `point` (another site, a measurement or device outside its grant), or None."""
     claimed = point.tags.get(opts.site_tag)
     if claimed is not None and claimed != opts.site:
+        return f"tag {opts.site_tag}={claimed} is not the token's site {opts.site}"
+    grant = opts.grant
+    if grant is None:
         return None
+    if not grant.allows_measurement(point.measurement):
+        return f"measurement {point.measurement!r} is not one the token may write ({','.join(grant.measurements)})"
+    for tag in opts.identity_tags:
+        value = point.tags.get(tag)
+        if value is not None and not grant.allows_device(value):
+            return f"tag {tag}={value} is not a device the token may write for ({','.join(grant.devices)})"
+    return None
+
+
+def _stamp(point: Point, opts: IngestOptions, where: str) -> str:
+    """Force the site tag and fill a missing timestamp; the point's line."""
     point.tags[opts.site_tag] = opts.site
     if point.time_ns is None:
         point.time_ns = opts.now_ns
@@ -203,33 +232,39 @@ def _check_points(
     points: Iterable[tuple[int, Point | LineProtocolError]], opts: IngestOptions, *, numbered: bool
 ) -> list[tuple[Point, str]]:
     problems: list[Problem] = []
-    site_problems: list[Problem] = []
+    forbidden: list[Problem] = []
     accepted: list[tuple[Point, str]] = []
     count = 0
     for number, parsed in points:
         count += 1
         if count > opts.max_lines:
-            raise PayloadTooLarge(f"more than {opts.max_lines} {'lines' if numbered else 'points'} in one request")
+            raise PayloadTooLarge(
+                f"more than {opts.max_lines} {'lines' if numbered else 'points'} in one request "
+                "(actuator.ingest_max_lines); split it, nothing was accepted"
+            )
         loc: tuple[str | int, ...] = ("body", "line", number) if numbered else ("body", "points", number - 1)
         where = f"line {number}" if numbered else f"point {number}"
         line_no = number if numbered else None
         if isinstance(parsed, LineProtocolError):
             problems.append(Problem(loc, f"{where}: {parsed.reason}", line_no))
             continue
+        if len(parsed.fields) > opts.max_fields:
+            raise PayloadTooLarge(
+                f"{where} has {len(parsed.fields)} fields; at most {opts.max_fields} per point "
+                "(actuator.ingest_max_fields); nothing was accepted"
+            )
+        refusal = _trespass(parsed, opts)
+        if refusal is not None:
+            forbidden.append(Problem(loc, f"{where}: {refusal}", line_no))
+            continue
         try:
             line = _stamp(parsed, opts, where)
         except LineProtocolError as exc:
             problems.append(Problem(loc, f"{where}: {exc.reason}", line_no))
             continue
-        if line is None:
-            claimed = parsed.tags.get(opts.site_tag)
-            site_problems.append(
-                Problem(loc, f"{where}: tag {opts.site_tag}={claimed} is not the token's site {opts.site}", line_no)
-            )
-            continue
         accepted.append((parsed, line))
     what = "lines" if numbered else "points"
-    _refuse(problems, site_problems, what)
+    _refuse(problems, forbidden, what)
     if not accepted:
         raise InvalidInput(f"no {what} in the body (empty, or only comments)")
     return accepted

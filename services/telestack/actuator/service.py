@@ -415,6 +415,9 @@ class ActuatorService:
             key_tag=self.options.key_tag,
             max_lines=self.options.ingest_max_lines,
             max_record_bytes=self.options.ingest_record_max_bytes,
+            max_fields=self.options.ingest_max_fields,
+            grant=None if principal.is_admin else principal.ingest,
+            identity_tags=tuple(self.options.identity_tags),
         )
         batch: IngestBatch = await asyncio.to_thread(
             prepare_batch,

@@ -74,6 +74,7 @@ class ActuatorOptions(Section):
         16_777_216, ge=1_024, description="largest ingest body after gzip decompression before 413, bytes"
     )
     ingest_max_lines: int = Field(100_000, ge=1, description="most lines or points in one ingest request")
+    ingest_max_fields: int = Field(256, ge=1, description="most fields in one ingested point (more: 413)")
     ingest_record_max_bytes: int = Field(
         512_000,
         ge=1_024,
@@ -83,6 +84,11 @@ class ActuatorOptions(Section):
     site_tag: str = Field("site", min_length=1, description="tag forced to the token's site on ingested points")
     key_tag: str = Field(
         "device", min_length=1, description="tag whose value keys ingested telemetry records (else the site)"
+    )
+    identity_tags: list[str] = Field(
+        ["device", "vehicle"],
+        min_length=1,
+        description="tags naming a device or vehicle: an ingest token writes only the values its --devices allow",
     )
     body_max_bytes: int = Field(65_536, ge=1_024, description="largest body of any other request, bytes")
     docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json")

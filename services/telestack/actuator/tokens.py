@@ -10,8 +10,14 @@ Scopes:
 - ``command:<glob>``: command the devices whose id matches the glob (``command:plug-*``), and read them;
 - ``command:<glob>/<command>,...``: only those commands on those devices, nothing else (not even reading):
   what a token a dashboard viewer can read may do (``command:plug-1/on,off,toggle``, a Grafana button);
-- ``ingest:<site>``: push telemetry for that site (the site tag is forced to it);
+- ``ingest:<site>``: push telemetry for that site (the site tag is forced to it), limited by the token's
+  `IngestGrant`: the measurements it may write and the device (or vehicle) ids it may write for;
 - ``admin``: everything.
+
+An ingest token is made with its grant (``telestack tokens create --scope ingest:hq --measurements energy,room
+--devices 'box-*'``, ``*`` for any): a site token must not write as the car or another site's devices. Tokens
+stored before grants existed have none and keep working with any measurement and device of their site
+(``tokens list`` marks them ``legacy``): recreate them with a grant.
 
 The running actuator re-reads the file when it changes, so a new token or a revocation applies at once.
 
@@ -21,6 +27,9 @@ The running actuator re-reads the file when it changes, so a new token or a revo
 >>> button = Principal("ab12cd35", "grafana-buttons", frozenset({"command:plug-1/on,off"}))
 >>> button.can_command("plug-1", "on"), button.can_command("plug-1", "toggle"), button.can_command("plug-1")
 (True, False, False)
+>>> grant = IngestGrant(measurements=("energy",), devices=("box-*",))
+>>> grant.allows_measurement("energy"), grant.allows_device("box-7"), grant.allows_device("ved-01")
+(True, True, False)
 """
 
 from __future__ import annotations
@@ -40,11 +49,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from telestack.actuator.errors import TokenStoreError
 
-__all__ = ["SCOPE_PATTERN", "Principal", "TokenEntry", "TokenStore", "check_scope", "hash_token"]
+__all__ = ["SCOPE_PATTERN", "IngestGrant", "Principal", "TokenEntry", "TokenStore", "check_scope", "hash_token"]
 
 TOKEN_PREFIX = "tst_"
 SCOPE_PATTERN = re.compile(
@@ -70,13 +79,50 @@ def check_scope(scope: str) -> str:
     return scope
 
 
+_GLOB = re.compile(r"^[A-Za-z0-9_.:*?\[\]!-]{1,128}$")
+
+
+class IngestGrant(BaseModel):
+    """What an ``ingest:<site>`` token may write besides its forced site: globs of measurements and of device ids.
+
+    A device id is the value of an identity tag (``device``, ``vehicle``: ``actuator.identity_tags``); a point
+    without one is the site's own and is keyed by the site.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    measurements: tuple[str, ...] = Field(min_length=1, description="globs of the measurements it may write")
+    devices: tuple[str, ...] = Field(min_length=1, description="globs of the device/vehicle ids it may write for")
+
+    @field_validator("measurements", "devices")
+    @classmethod
+    def _globs(cls, globs: tuple[str, ...]) -> tuple[str, ...]:
+        for glob in globs:
+            if not _GLOB.match(glob):
+                raise ValueError(f"invalid glob {glob!r}: letters, digits, _ . : - and the wildcards * ? [...]")
+        return tuple(sorted(set(globs)))
+
+    def allows_measurement(self, measurement: str) -> bool:
+        return any(fnmatch.fnmatchcase(measurement, glob) for glob in self.measurements)
+
+    def allows_device(self, device_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(device_id, glob) for glob in self.devices)
+
+    def describe(self) -> str:
+        return f"measurements {','.join(self.measurements)}; devices {','.join(self.devices)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's id (not secret), its name (the audit trail's actor) and its scopes."""
+    """Who is calling: the token's id (not secret), its name (the audit trail's actor) and its scopes.
+
+    `ingest` limits its ``ingest:<site>`` scopes; None: a legacy token (any measurement and device of its site).
+    """
 
     token_id: str
     name: str
     scopes: frozenset[str]
+    ingest: IngestGrant | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -125,12 +171,18 @@ class TokenEntry(BaseModel):
     created_at: datetime
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    ingest: IngestGrant | None = None  # absent in stores written before grants: a legacy ingest token
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
+    @property
+    def legacy_ingest(self) -> bool:
+        """An ingest token made before grants: any measurement and device of its site."""
+        return self.ingest is None and any(scope.startswith("ingest:") for scope in self.scopes)
+
     def principal(self) -> Principal:
-        return Principal(self.id, self.name, frozenset(self.scopes))
+        return Principal(self.id, self.name, frozenset(self.scopes), self.ingest)
 
 
 class _StoreFile(BaseModel):
@@ -235,20 +287,38 @@ class TokenStore:
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(data.model_dump_json(indent=2) + "\n")
+                out.write(data.model_dump_json(indent=2, exclude_none=True) + "\n")  # older readers skip nothing
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
         self.reload(force=True)
 
-    def create(self, name: str, scopes: Iterable[str], *, expires_at: datetime | None = None) -> tuple[str, TokenEntry]:
-        """A new token and its entry; the token itself is returned once and never stored."""
+    def create(
+        self,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        expires_at: datetime | None = None,
+        ingest: IngestGrant | None = None,
+    ) -> tuple[str, TokenEntry]:
+        """A new token and its entry; the token itself is returned once and never stored.
+
+        An ``ingest:<site>`` scope needs `ingest` (what it may write), and `ingest` needs such a scope.
+        """
         name = name.strip()
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}", name):
             raise TokenStoreError(f"invalid token name {name!r}: letters, digits and _ . @ : - (at most 64)")
         wanted = sorted({check_scope(scope) for scope in scopes})
         if not wanted:
             raise TokenStoreError("a token needs at least one scope (read, admin, command:<glob>, ingest:<site>)")
+        ingests = any(scope.startswith("ingest:") for scope in wanted)
+        if ingests and ingest is None:
+            raise TokenStoreError(
+                "an ingest:<site> token names what it may write: --measurements GLOB,... and --devices GLOB,... "
+                "('*' for any)"
+            )
+        if ingest is not None and not ingests:
+            raise TokenStoreError("--measurements and --devices limit an ingest:<site> scope; this token has none")
         now = self._now()
         if expires_at is not None and expires_at <= now:
             raise TokenStoreError("the expiry date is in the past")
@@ -261,7 +331,13 @@ class TokenStore:
                 token_id = secrets.token_hex(4)
             token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
             entry = TokenEntry(
-                id=token_id, name=name, scopes=wanted, hash=hash_token(token), created_at=now, expires_at=expires_at
+                id=token_id,
+                name=name,
+                scopes=wanted,
+                hash=hash_token(token),
+                created_at=now,
+                expires_at=expires_at,
+                ingest=ingest,
             )
             data.tokens.append(entry)
         return token, entry

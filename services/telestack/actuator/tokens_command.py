@@ -1,7 +1,8 @@
 """``telestack tokens create|list|revoke``: manage the actuator's bearer tokens.
 
     telestack tokens create --name grafana-button --scope command:plug-* --scope read
-    telestack tokens create --name box-hq-1 --scope ingest:hq --expires-days 365
+    telestack tokens create --name box-hq-1 --scope ingest:hq --measurements energy,room --devices 'box-*' \
+        --expires-days 365
     telestack tokens list
     telestack tokens revoke grafana-button
 
@@ -17,8 +18,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from telestack.actuator.errors import TokenStoreError
 from telestack.actuator.settings import ActuatorSettings
-from telestack.actuator.tokens import TokenEntry, TokenStore
+from telestack.actuator.tokens import IngestGrant, TokenEntry, TokenStore
 from telestack.core.settings import load_settings
 
 __all__ = ["configure", "run"]
@@ -39,6 +43,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="read | admin | command:<device glob> | command:<device glob>/<command>,... | ingest:<site>; "
         "repeat for several",
     )
+    create.add_argument(
+        "--measurements",
+        action="append",
+        default=None,
+        metavar="GLOB,...",
+        help="ingest:<site> tokens: the measurements it may write (comma-separated globs, '*' for any; required)",
+    )
+    create.add_argument(
+        "--devices",
+        action="append",
+        default=None,
+        metavar="GLOB,...",
+        help="ingest:<site> tokens: the device/vehicle tag values it may write for (globs, '*' for any; required)",
+    )
     create.add_argument("--expires-days", type=float, default=None, help="valid for this many days (default: forever)")
     listing = sub.add_parser("list", help="list tokens (never the tokens themselves)")
     listing.add_argument("--all", action="store_true", help="include revoked and expired tokens")
@@ -52,6 +70,29 @@ def _store(args: argparse.Namespace) -> TokenStore:
     if path is None:
         path = load_settings(ActuatorSettings, args.config).actuator.tokens_file
     return TokenStore(path)
+
+
+def _grant(args: argparse.Namespace) -> IngestGrant | None:
+    """The ingest grant of ``create`` from --measurements/--devices (None when neither is given)."""
+    if args.measurements is None and args.devices is None:
+        return None
+    if args.measurements is None or args.devices is None:
+        raise TokenStoreError("an ingest grant needs both --measurements and --devices ('*' for any)")
+
+    def globs(values: list[str]) -> list[str]:
+        return [glob.strip() for value in values for glob in value.split(",") if glob.strip()]
+
+    try:
+        return IngestGrant(measurements=tuple(globs(args.measurements)), devices=tuple(globs(args.devices)))
+    except ValidationError as exc:
+        raise TokenStoreError("; ".join(err["msg"] for err in exc.errors(include_url=False))) from None
+
+
+def _scopes(entry: TokenEntry) -> str:
+    text = " ".join(entry.scopes)
+    if entry.ingest is not None:
+        return f"{text} ({entry.ingest.describe()})"
+    return f"{text} (legacy: any measurement and device)" if entry.legacy_ingest else text
 
 
 def _status(entry: TokenEntry, now: datetime) -> str:
@@ -72,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.action == "create":
         expires = None if args.expires_days is None else now + timedelta(days=args.expires_days)
-        token, entry = store.create(args.name, args.scope, expires_at=expires)
+        token, entry = store.create(args.name, args.scope, expires_at=expires, ingest=_grant(args))
         out.write(f"{token}\n")
         sys.stderr.write(
-            f"created token {entry.id} ({entry.name}; scopes: {', '.join(entry.scopes)}; "
+            f"created token {entry.id} ({entry.name}; scopes: {_scopes(entry)}; "
             f"expires: {_when(entry.expires_at)}) in {store.path}\n"
             "it is shown only now: store it where its user will read it (it cannot be recovered)\n"
         )
@@ -88,10 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 out.write(json.dumps({**fields, "status": _status(entry, now)}) + "\n")
             return 0
         rows = [("ID", "NAME", "STATUS", "CREATED", "EXPIRES", "SCOPES")]
-        rows += [
-            (e.id, e.name, _status(e, now), _when(e.created_at), _when(e.expires_at), " ".join(e.scopes))
-            for e in entries
-        ]
+        rows += [(e.id, e.name, _status(e, now), _when(e.created_at), _when(e.expires_at), _scopes(e)) for e in entries]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         for row in rows:
             out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + f"  {row[-1]}\n")

@@ -5,6 +5,7 @@ paho-mqtt does the protocol; this module only makes every telestack service conn
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import time
 
@@ -16,7 +17,7 @@ from paho.mqtt.properties import Properties
 from telestack.core.errors import TelestackError
 from telestack.core.settings import MqttSettings
 
-__all__ = ["MqttError", "connect", "make_client", "wait_connected"]
+__all__ = ["MqttError", "connect", "device_password", "make_client", "wait_connected"]
 
 # A persistent session outlives a disconnect by this long, so messages wait in the broker meanwhile (s).
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -24,6 +25,18 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 
 class MqttError(TelestackError):
     """The MQTT broker could not be reached or refused us."""
+
+
+def device_password(secret: str, device_id: str) -> str:
+    """The MQTT password of simulated device `device_id`, derived from the simulators' `secret`.
+
+    Each simulated device logs in as itself, as a real one would; the broker's password file gets the same
+    value from ``mosquitto/entrypoint.sh`` (``printf '%s:%s' DEVICE SECRET | sha256sum``) or the native stack.
+
+    >>> device_password("s3cret", "f1")[:16]
+    'd2fdfd83930067b4'
+    """
+    return hashlib.sha256(f"{device_id}:{secret}".encode()).hexdigest()
 
 
 def make_client(

@@ -224,7 +224,8 @@ def _summary(info: DemoInfo, run_dir: Path) -> str:
 telestack demo is running ({shown}; logs in {shown}/logs). Ctrl-C or 'make demo-down' stops everything.
 
   Kafka       {e.kafka.bootstrap_servers}   topics telemetry, telemetry.dlq, can.raw, alerts, commands
-  MQTT        {e.mqtt.host}:{e.mqtt.port}   user {e.mqtt.username} (password in {shown}/endpoints.json)
+  MQTT        {e.mqtt.host}:{e.mqtt.port}   services, user {e.mqtt.username} (password in {shown}/endpoints.json)
+              {e.mqtt.host}:{e.mqtt.device_port}   devices: each logs in as itself, its client id is its login
   InfluxDB    {e.influx.url}   org {e.influx.org}, bucket {e.influx.bucket}   read-only token: {info.read_token}
   actuator    {info.url("actuator")}/ui   API {info.url("actuator")}/docs   admin token: {info.actuator_token}
   services    {services}   (each: /healthz, /metrics)
@@ -239,4 +240,4 @@ telestack demo is running ({shown}; logs in {shown}/logs). Ctrl-C or 'make demo-
 """
 
 
-_SERVER_NAMES = {"kafka", "kafka_controller", "mqtt", "influx"}
+_SERVER_NAMES = {"kafka", "kafka_controller", "mqtt", "mqtt_devices", "influx"}

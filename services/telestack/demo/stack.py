@@ -46,7 +46,7 @@ SERVICE_PORTS = {
     "kafka-lag": 9105,
     "actuator": 8080,
 }
-SERVER_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1883, "influx": 8086}
+SERVER_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1884, "mqtt_devices": 1883, "influx": 8086}
 # Each service's settings section: where its /healthz port goes (TELESTACK_<SECTION>__HTTP__PORT).
 _SECTIONS = {
     "can-gateway": "can_gateway",
@@ -186,7 +186,7 @@ class DemoStack:
         self.ports = _choose_ports(previous, standard=standard_ports)
         self.native = NativeStack(
             self.run_dir,
-            ports={k: self.ports[k] for k in ("kafka", "kafka_controller", "mqtt", "influx")},
+            ports={k: self.ports[k] for k in SERVER_PORTS},
         )
         self.services: list[ManagedProcess] = []
         self.simulators: list[ManagedProcess] = []
@@ -323,8 +323,14 @@ class DemoStack:
             ("simulate-energy-meter", ["energy-meter", "--devices", "compteur-1"], {}),
             ("simulate-smart-plug", ["smart-plug", "--devices", "plug-1"], {}),
         ]
+        # Each simulated device logs in as itself on the devices' listener, as a real one would.
+        as_devices = {
+            env_name("mqtt", "port"): str(info.endpoints.mqtt.device_port),
+            env_name("mqtt", "password"): info.endpoints.mqtt.device_secret,
+        }
         for name, args, extra in specs:
-            process = self._service(name, telestack_argv("simulate", *args), {**self._env(info), **extra})
+            env = {**self._env(info), **extra, **({} if name == "simulate-vehicle" else as_devices)}
+            process = self._service(name, telestack_argv("simulate", *args), env)
             process.start()
             self.simulators.append(process)
 

@@ -164,7 +164,7 @@ def _json_point(found: TopicMatch, obj: dict[str, Any], arrival_ns: int) -> Poin
         for key in compiled.tag_keys:
             tag = flat.pop(key, None)
             if tag is not None and tag != "":
-                tags[key] = _tag_text(tag)
+                _bind_tag(tags, key, _tag_text(tag), found.bound_tags)
     for key in compiled.exclude:
         flat.pop(key, None)
     if compiled.renames is not None:
@@ -336,9 +336,26 @@ def _map_line(found: TopicMatch, payload: bytes, arrival_ns: int) -> list[Point]
         raise MappingError("unparseable", f"invalid line protocol: {exc}") from None
     if not points:
         raise MappingError("unparseable", "no line protocol in payload")
+    bound = found.bound_tags
     for point in points:
         if point.time_ns is None:
             point.time_ns = arrival_ns
         for key, value in found.tags.items():
-            point.tags.setdefault(key, value)
+            _bind_tag(point.tags, key, point.tags.get(key, value), bound)
     return points
+
+
+# --- identity -------------------------------------------------------------------------------------------
+
+
+def _bind_tag(tags: dict[str, str], key: str, value: str, bound: dict[str, str]) -> None:
+    """Set tag `key` to `value` from the payload, unless `bound` (the topic's identity tags) fixes it otherwise.
+
+    The topic is the device's authenticated identity (the broker's ACL lets a login publish only under its own
+    topics), so a payload may repeat a bound tag but never change it: ``device=f2`` sent on f1's topic is
+    refused (``tag_mismatch``) rather than stored as f2's data. Unbound rule tags (``site: lab``) stay defaults.
+    """
+    fixed = bound.get(key)
+    if fixed is not None and value != fixed:
+        raise MappingError("tag_mismatch", f"payload tag {key}={value!r} contradicts {key}={fixed!r} set by the topic")
+    tags[key] = value

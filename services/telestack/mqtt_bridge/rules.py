@@ -54,6 +54,8 @@ FieldType = Literal["float", "int", "uint", "bool", "string"]
 _NAMED_LEVEL = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 # The name usable in every template besides the named levels: the whole MQTT topic.
 TOPIC_NAME = "topic"
+# The tag naming the publisher: never taken from a payload when the rule sets it (see `CompiledRule.bound_tags`).
+IDENTITY_TAG = "device"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +264,7 @@ class CompiledRule:
     measurement: Template | None
     device: Template | None  # None: the topic is the device id
     tags: tuple[tuple[str, Template], ...]
+    bound_tags: frozenset[str]  # tags a payload may not change: those taken from the topic, and `device`
     field: Template
     renames: dict[str, str] | None
     exclude: frozenset[str]
@@ -307,6 +310,7 @@ def _compile(rule: Rule) -> CompiledRule:
         measurement=measurement,
         device=device,
         tags=tags,
+        bound_tags=frozenset(key for key, template in tags if template.names or key == IDENTITY_TAG),
         field=field,
         renames=renames,
         exclude=frozenset(rule.exclude),
@@ -324,6 +328,7 @@ class TopicMatch:
     measurement: str | None
     tags: dict[str, str]  # shared by every point of this topic: copy before changing
     field: str  # value format: the field name
+    bound_tags: dict[str, str]  # the tags that are the publisher's identity (`CompiledRule.bound_tags`), rendered
 
 
 class RuleSet:
@@ -353,13 +358,15 @@ class RuleSet:
             values = compiled.filter.match(topic)
             if values is not None:
                 values[TOPIC_NAME] = topic
+                tags = {key: template.render(values) for key, template in compiled.tags}
                 found = TopicMatch(
                     rule=compiled,
                     values=values,
                     key=compiled.device.render(values) if compiled.device is not None else topic,
                     measurement=compiled.measurement.render(values) if compiled.measurement is not None else None,
-                    tags={key: template.render(values) for key, template in compiled.tags},
+                    tags=tags,
                     field=compiled.field.render(values),
+                    bound_tags={key: value for key, value in tags.items() if key in compiled.bound_tags},
                 )
                 break
         if len(self._cache) >= self.CACHE_SIZE:

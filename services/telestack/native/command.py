@@ -18,13 +18,15 @@ import sys
 from pathlib import Path
 
 from telestack.core.errors import ServerError
+from telestack.core.settings import env_name
 from telestack.native.endpoints import Endpoints
 from telestack.native.servers import free_port, report
 from telestack.native.stack import NativeStack, default_run_dir, stop_run_dir
 
 __all__ = ["configure", "run"]
 
-STANDARD_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1883, "influx": 8086}
+# As in compose: devices on 1883 (client id = login), services on 1884.
+STANDARD_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1884, "mqtt_devices": 1883, "influx": 8086}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +66,8 @@ def _ports(run_dir: Path) -> dict[str, int]:
         previous = Endpoints.load(endpoints_path)
         ports["kafka"] = int(previous.kafka.bootstrap_servers.rsplit(":", 1)[1])
         ports["mqtt"] = previous.mqtt.port
+        if previous.mqtt.device_port:
+            ports["mqtt_devices"] = previous.mqtt.device_port
         ports["influx"] = int(previous.influx.url.rsplit(":", 1)[1])
     for name, standard in STANDARD_PORTS.items():
         if name not in ports:
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise ServerError(f"no servers were started from {run_dir}; run 'telestack native up' first")
     endpoints = Endpoints.load(endpoints_path)
     if args.action == "env":
-        sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in endpoints.env().items()))
+        sys.stdout.write(_env_script(run_dir, endpoints))
         return 0
     state = "running" if _running(run_dir) else "stopped"
     sys.stdout.write(f"{state} ({run_dir})\n")
@@ -109,11 +113,36 @@ def run(args: argparse.Namespace) -> int:
     return 0 if state == "running" else 3
 
 
+def _env_script(run_dir: Path, endpoints: Endpoints) -> str:
+    """``export`` lines for a shell: the servers, and what the run directory provisioned (a demo's).
+
+    The InfluxDB operator token is exported only where nothing scoped exists yet: after ``influx-init`` (the demo
+    runs it) the write token takes its place. A demo's actuator token store is exported too, so that
+    ``telestack tokens create`` makes tokens the running actuator knows.
+    """
+    env = endpoints.env()
+    notes: list[str] = []
+    scoped = run_dir / "influx-tokens.env"
+    if scoped.exists():
+        tokens = dict(
+            line.split("=", 1) for line in scoped.read_text().splitlines() if "=" in line and not line.startswith("#")
+        )
+        env[env_name("influx", "token")] = tokens["INFLUX_WRITER_TOKEN"].strip()
+        notes.append(f"# {env_name('influx', 'token')}: the scoped write token of {scoped}")
+    else:
+        notes.append(f"# {env_name('influx', 'token')}: the InfluxDB operator token (all access; no scoped tokens yet)")
+    actuator_tokens = run_dir / "actuator" / "tokens.json"
+    if actuator_tokens.exists():
+        env[env_name("actuator", "tokens_file")] = str(actuator_tokens)
+        notes.append(f"# {env_name('actuator', 'tokens_file')}: the token store of the running actuator")
+    return "".join(f"{note}\n" for note in notes) + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
 def _print_endpoints(endpoints: Endpoints) -> None:
     sys.stdout.write(
         f"kafka      {endpoints.kafka.bootstrap_servers}  (Kafka {endpoints.kafka.version})\n"
         f"mqtt       {endpoints.mqtt.host}:{endpoints.mqtt.port}  user {endpoints.mqtt.username}"
-        f"  ({endpoints.mqtt.version})\n"
+        f"  ({endpoints.mqtt.version}); devices on :{endpoints.mqtt.device_port} (client id = login)\n"
         f"influxdb   {endpoints.influx.url}  org {endpoints.influx.org}  ({endpoints.influx.version})\n"
         "credentials: endpoints.json in the run directory; 'telestack native env' prints them as variables\n"
     )

@@ -25,11 +25,17 @@ class KafkaEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class MqttEndpoint:
+    """The broker: services log in on `port` with `username`; devices on `device_port`, where the client id is
+    the login (a device cannot take another's session). `device_secret` derives the simulated devices' passwords
+    (`telestack.core.mqtt.device_password`)."""
+
     host: str
     port: int
     username: str
     password: str
     version: str = "unknown"
+    device_port: int = 0  # 0: the broker has no devices' listener (an endpoints.json from before it existed)
+    device_secret: str = ""
 
 
 @dataclass(frozen=True, slots=True)

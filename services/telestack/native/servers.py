@@ -283,12 +283,18 @@ class KafkaServer(NativeServer):
 
 
 class MosquittoServer(NativeServer):
-    """Mosquitto 2 with authentication on and persistence in its data dir."""
+    """Mosquitto 2 with authentication on and persistence in its data dir, on two listeners as in compose.
+
+    `port` is the services' listener (each picks its client id: replicas keep their own sessions); `device_port`
+    is the devices' one, where the client id is forced to the login (``use_username_as_clientid``), so a device
+    can take neither a service's session nor another device's.
+    """
 
     name = "mosquitto"
 
-    def __init__(self, datadir: Path, port: int | None = None) -> None:
+    def __init__(self, datadir: Path, port: int | None = None, device_port: int | None = None) -> None:
         super().__init__(datadir, port)
+        self.device_port = device_port or free_port()
         self.binary: str | None = None
         self.users: dict[str, str] = {}
 
@@ -311,9 +317,11 @@ class MosquittoServer(NativeServer):
                     "# written by telestack native; see mosquitto/mosquitto.conf for the compose version",
                     "user root" if os.geteuid() == 0 else "",
                     "per_listener_settings false",
-                    f"listener {self.port} 127.0.0.1",
                     "allow_anonymous false",
                     f"password_file {passwd}",
+                    f"listener {self.port} 127.0.0.1",
+                    f"listener {self.device_port} 127.0.0.1",
+                    "use_username_as_clientid true",
                     "persistence true",
                     f"persistence_location {self.datadir}/",
                     "autosave_interval 10",

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
+from telestack.core.mqtt import device_password
 from telestack.native.endpoints import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint
 from telestack.native.servers import (
     InfluxServer,
@@ -36,6 +37,9 @@ SHARED_ENDPOINTS_ENV = "TELESTACK_TEST_ENDPOINTS"
 ORG = "telestack"
 BUCKET = "telemetry"
 MQTT_USER = "telestack"
+# Device logins of the native broker: the demo's simulated devices (docker-compose.yml's simulate-* and the
+# mosquitto service's MQTT_SIMULATED_DEVICES), each with a password derived from endpoints.mqtt.device_secret.
+SIMULATED_DEVICES = ("f1", "f2", "f3", "compteur-1", "plug-1")
 INFLUX_USER = "telestack-admin"
 # Tools the tests and benchmarks run beside the servers, built once into the cache (`telestack native install`).
 TOOL_SCRIPTS = ("install-telegraf.sh",)
@@ -52,7 +56,7 @@ class NativeStack:
         ports = ports or {}
         self.run_dir = run_dir
         self.kafka = KafkaServer(run_dir / "kafka", ports.get("kafka"), ports.get("kafka_controller"))
-        self.mosquitto = MosquittoServer(run_dir / "mosquitto", ports.get("mqtt"))
+        self.mosquitto = MosquittoServer(run_dir / "mosquitto", ports.get("mqtt"), ports.get("mqtt_devices"))
         self.influx = InfluxServer(run_dir / "influxdb", ports.get("influx"))
         self.endpoints: Endpoints | None = None
 
@@ -81,20 +85,24 @@ class NativeStack:
                 path = run_script(script)
                 report(f"{script}: {path} ready in {time.monotonic() - started:.1f} s")
 
-    def _credentials(self) -> tuple[str, str, str]:
-        """(mqtt password, influx password, influx token): reused from a previous run of this directory."""
+    def _credentials(self) -> tuple[str, str, str, str]:
+        """(mqtt password, devices' secret, influx password, influx token): reused from a previous run."""
         if self.endpoints_path.exists():
             previous = Endpoints.load(self.endpoints_path)
-            return previous.mqtt.password, previous.influx.password, previous.influx.token
-        return secrets.token_urlsafe(18), secrets.token_urlsafe(18), secrets.token_urlsafe(48)
+            device_secret = previous.mqtt.device_secret or secrets.token_urlsafe(18)
+            return previous.mqtt.password, device_secret, previous.influx.password, previous.influx.token
+        fresh = secrets.token_urlsafe
+        return fresh(18), fresh(18), fresh(18), fresh(48)
 
     def start(self) -> Endpoints:
         """Install if needed, start the three servers in parallel, provision them; returns their endpoints."""
         if self.kafka.libs is None or self.mosquitto.binary is None or self.influx.binary is None:
             self.install()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        mqtt_password, influx_password, influx_token = self._credentials()
+        mqtt_password, device_secret, influx_password, influx_token = self._credentials()
         self.mosquitto.add_user(MQTT_USER, mqtt_password)
+        for device in SIMULATED_DEVICES:
+            self.mosquitto.add_user(device, device_password(device_secret, device))
         started = time.monotonic()
         for server in self.servers:
             server.start()
@@ -113,7 +121,15 @@ class NativeStack:
             raise
         self.endpoints = Endpoints(
             kafka=KafkaEndpoint(f"127.0.0.1:{self.kafka.port}", self.kafka.version()),
-            mqtt=MqttEndpoint("127.0.0.1", self.mosquitto.port, MQTT_USER, mqtt_password, self.mosquitto.version()),
+            mqtt=MqttEndpoint(
+                "127.0.0.1",
+                self.mosquitto.port,
+                MQTT_USER,
+                mqtt_password,
+                self.mosquitto.version(),
+                device_port=self.mosquitto.device_port,
+                device_secret=device_secret,
+            ),
             influx=InfluxEndpoint(
                 url=self.influx.url,
                 org=ORG,

@@ -2,10 +2,14 @@
 
 A kind (fermenter, meter, plug) subclasses `SimulatedDevice`: its state and physics (`advance`), what it
 publishes (`messages`), and how it obeys commands (`execute`). `DeviceFleet` runs devices the way real ones
-behave: one MQTT client per device (its own client id and last will), a message every ``--interval``,
+behave: one MQTT client per device (its own login, client id and last will), a message every ``--interval``,
 and for each `DeviceCommand` on ``devices/{device}/cmd`` a `DeviceAck` on ``devices/{device}/ack`` with the
 state after the command (see `telestack.core.commands`). A command id seen before (a QoS 1 redelivery) is
 acknowledged again without being executed twice.
+
+With `device_logins` (the command line's default) each device logs in as itself: user name = its id, password
+derived from ``mqtt.password``, the simulators' secret (`telestack.core.mqtt.device_password`; the broker's
+password file holds the same), so the broker's ACL gives each only its own topics, as for real devices.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.commands import DEFAULT_ACK_TOPIC, DEFAULT_COMMAND_TOPIC, DeviceAck, DeviceCommand
 from telestack.core.errors import TelestackError
-from telestack.core.mqtt import connect, make_client
+from telestack.core.mqtt import connect, device_password, make_client
 from telestack.core.runtime import Shutdown, configure_logging, get_logger
 from telestack.core.settings import MqttSettings, TelestackSettings
 
@@ -51,9 +55,14 @@ class CommandRefused(TelestackError):
 
 
 class MqttSimulatorSettings(TelestackSettings):
-    """The settings a device simulator reads: the broker (``mqtt``) and ``log``."""
+    """The settings a device simulator reads: the broker (``mqtt``), ``device_logins`` and ``log``."""
 
     mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings())
+    device_logins: bool = Field(
+        True,
+        description="each device logs in as itself (user = its id, password derived from mqtt.password, the "
+        "simulators' secret), as real devices do; false: every device logs in as mqtt.username",
+    )
 
 
 class SimulatedDevice(ABC):
@@ -115,6 +124,7 @@ class DeviceFleet:
         command_topic: str = DEFAULT_COMMAND_TOPIC,
         ack_topic: str = DEFAULT_ACK_TOPIC,
         client_id_prefix: str = "telestack",
+        device_logins: bool = False,
         log: Any = None,
     ) -> None:
         self.settings = settings
@@ -123,7 +133,11 @@ class DeviceFleet:
         self.log = log or get_logger("simulator")
         self.links: dict[str, _Link] = {}
         for device in devices:
-            client = make_client(settings, client_id=f"{client_id_prefix}-{device.kind}-{device.device_id}")
+            if device_logins:
+                login = self._login_of(device.device_id)
+                client = make_client(login, client_id=device.device_id)  # the broker makes it so anyway
+            else:
+                client = make_client(settings, client_id=f"{client_id_prefix}-{device.kind}-{device.device_id}")
             will = device.will()
             if will is not None:
                 client.will_set(will[0], will[1], qos=1, retain=will[2])
@@ -140,6 +154,13 @@ class DeviceFleet:
         self.commands = 0
 
     # --- MQTT ---------------------------------------------------------------------------------------------
+
+    def _login_of(self, device_id: str) -> MqttSettings:
+        """The settings of `device_id` logging in as itself: its id, its password derived from mqtt.password."""
+        if self.settings.password is None:
+            raise TelestackError("device logins derive each device's password from mqtt.password: set it")
+        password = device_password(self.settings.password.get_secret_value(), device_id)
+        return self.settings.model_copy(update={"username": device_id, "password": SecretStr(password)})
 
     def _on_connect_for(self, link: _Link) -> Callable[..., None]:
         def on_connect(client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -308,6 +329,7 @@ def run_fleet(args: argparse.Namespace, kind: str, make: Callable[[str, random.R
         command_topic=args.command_topic,
         ack_topic=args.ack_topic,
         client_id_prefix=settings.mqtt.client_id,
+        device_logins=settings.device_logins,
         log=get_logger(f"simulate-{kind}"),
     )
     fleet.run(Shutdown().install(), ticks=args.ticks)
