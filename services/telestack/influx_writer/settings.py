@@ -106,6 +106,12 @@ class WriterOptions(Section):
     max_in_flight: int = Field(
         2, ge=1, le=16, description="batches queued for or being written; past it consumption pauses"
     )
+    min_write_lines: int = Field(
+        100, ge=1, description="smallest write request when InfluxDB is slow (halved from batch_lines on timeouts)"
+    )
+    max_write_timeout_ms: int = Field(
+        120_000, ge=100, description="longest write timeout when InfluxDB is slow (doubled from influx.timeout_ms)"
+    )
     retry_initial_ms: int = Field(200, ge=1, description="first delay before retrying a failed write, ms")
     retry_max_ms: int = Field(5_000, ge=1, description="cap of the exponential retry delay, ms")
     revoke_wait_ms: int = Field(
