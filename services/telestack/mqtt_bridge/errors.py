@@ -17,8 +17,8 @@ from telestack.core.errors import TelestackError
 
 __all__ = ["REASONS", "MappingError", "MqttBridgeError", "Reason", "RuleError"]
 
-Reason = Literal["unmapped", "unparseable", "invalid", "oversize", "invalid_ack"]
-REASONS: tuple[Reason, ...] = ("unmapped", "unparseable", "invalid", "oversize", "invalid_ack")
+Reason = Literal["unmapped", "unparseable", "invalid", "oversize", "invalid_ack", "rejected"]
+REASONS: tuple[Reason, ...] = ("unmapped", "unparseable", "invalid", "oversize", "invalid_ack", "rejected")
 
 
 class MqttBridgeError(TelestackError):
@@ -36,7 +36,8 @@ class MappingError(MqttBridgeError):
     - ``unparseable``: the payload is not what the rule's format expects (bad JSON, not a number, bad line protocol);
     - ``invalid``: it parsed, but a field, tag or timestamp is missing or cannot be converted;
     - ``oversize``: the payload is larger than ``mqtt_bridge.max_payload_bytes``;
-    - ``invalid_ack``: a device acknowledgement that is not a valid `DeviceAck`.
+    - ``invalid_ack``: a device acknowledgement that is not a valid `DeviceAck`;
+    - ``rejected``: Kafka refused the record it was mapped to (larger than ``message.max.bytes``...).
     """
 
     def __init__(self, reason: Reason, detail: str, *, rule: str | None = None) -> None:
