@@ -67,9 +67,13 @@ class StorageOptions(Section):
         "1m", description="aggregation window: one mean/min/max/count per numeric field and window"
     )
     downsample_every: str = Field("1m", description="how often the downsampling task runs")
-    downsample_offset: str = Field("30s", description="delay after each run's time, so late points are included")
+    downsample_offset: str = Field(
+        "30s", description="delay after each run's time, so points up to this late are included"
+    )
     downsample_lookback: str = Field(
-        "5m", description="span each run recomputes (windows are overwritten, so late data is picked up)"
+        "5m",
+        description="how far back a run catches up after missed runs; a window is aggregated once, "
+        "downsample_offset after its end (later points stay raw only)",
     )
     task_name: str = Field("telestack-downsample", description="name of the InfluxDB downsampling task")
     writer_token_description: str = Field(
