@@ -7,7 +7,9 @@ held back by preceding OffsetCommitRequest"), and after the session timed out li
 the group before every one of them had ended, each waiting out ``socket.timeout.ms`` and its retries. With
 the broker decommissioned meanwhile (a single KRaft node fences itself when frozen), librdkafka 2.16 was
 also seen to crash (SIGSEGV in its main thread) on those retried commits. `KafkaConsumer` now commits
-itself, asynchronously, one commit in flight at most.
+itself, asynchronously, one commit in flight at most. A second cause showed in the full chaos test: the
+thawed broker, fenced by its own KRaft controller for a moment, answers Metadata without itself; librdkafka
+then forgets every broker and bootstraps again only after 5 minutes (``REBOOTSTRAP_AFTER_MS`` now).
 
 Each cycle: a consumer (a child process, so that a crash is a failure and not the end of the test run)
 consumes and marks done under a steady load; the broker is frozen (SIGSTOP) until the consumer has lost its

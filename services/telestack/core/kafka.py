@@ -118,8 +118,19 @@ class Record:
         return None
 
 
+# librdkafka (>= 2.10) forgets every broker a Metadata response does not list. A single KRaft broker that was
+# frozen past broker.session.timeout.ms is fenced when it wakes and answers Metadata without itself for a moment:
+# the client is then left with no broker at all, and by default bootstraps again only after 5 minutes
+# (metadata.recovery.rebootstrap.trigger.ms), all that time without a group coordinator or a partition leader.
+REBOOTSTRAP_AFTER_MS = 10_000
+
+
 def _base_config(settings: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.bootstrap_servers, "client.id": settings.client_id}
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.client_id,
+        "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_AFTER_MS,
+    }
 
 
 def _encode(value: str | bytes | None) -> bytes | None:
