@@ -22,6 +22,7 @@ except `close` (bounded).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -251,6 +252,14 @@ def _delivery_adapter(callback: DeliveryCallback) -> Callable[[Any, Message], No
     return on_delivery
 
 
+# librdkafka 2.16 forgets every broker when a Metadata response lists none but some topics (a lone KRaft broker,
+# fenced by its controller for a moment after it was frozen, answers so), and then has no broker left to learn
+# them again from: its group coordinator is gone for good (librdkafka issue 5301, open). A consumer with no
+# partition for REBUILD_AFTER_S whose client cannot get metadata from any broker is replaced by a new client,
+# which bootstraps again; its stored offsets are lost, so their records are read again (at-least-once).
+REBUILD_AFTER_S = 30.0
+REBUILD_MAX_S = 300.0
+
 # How often stored offsets are committed, s; and how long a commit may stay unanswered before another may be
 # sent (librdkafka ends every request within socket.timeout.ms and its retries; this is a backstop), s.
 COMMIT_INTERVAL_S = 1.0
@@ -292,23 +301,60 @@ class KafkaConsumer:
         self._stored = False  # offsets stored since the last commit was sent
         self._commit_sent: float | None = None  # monotonic time of the commit in flight
         self._next_commit = 0.0
+        self._conf = conf
+        self._topics = list(topics)
+        self.rebuilds = 0
+        self._unassigned_since: float | None = None
+        self._next_cluster_check = 0.0
+        self._rebuild_after_s = REBUILD_AFTER_S
         try:
-            self._consumer = confluent_kafka.Consumer(conf)
-            self._consumer.subscribe(
-                list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
-            )
+            self._consumer = self._subscribed_client()
         except KafkaException as exc:
             raise KafkaError(f"cannot create Kafka consumer for group {group_id}: {exc}") from exc
+
+    def _subscribed_client(self) -> confluent_kafka.Consumer:
+        consumer = confluent_kafka.Consumer(self._conf)
+        consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        return consumer
+
+    def _watch_cluster(self) -> None:
+        """Start a new client when this one has had no partition and no broker for a while (see the constant)."""
+        now = time.monotonic()
+        if self.assignment:
+            self._unassigned_since = None
+            self._rebuild_after_s = REBUILD_AFTER_S
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        if now - self._unassigned_since < self._rebuild_after_s or now < self._next_cluster_check:
+            return
+        self._next_cluster_check = now + self._rebuild_after_s
+        try:
+            self._consumer.list_topics(timeout=5)  # any broker at all answers this
+            return
+        except KafkaException as exc:
+            self.last_error = f"no broker answers ({exc}); starting a new Kafka client"
+        old, self._consumer = self._consumer, self._subscribed_client()
+        self.rebuilds += 1
+        self._unassigned_since = now
+        self._rebuild_after_s = min(self._rebuild_after_s * 2, REBUILD_MAX_S)  # Kafka may just be down: back off
+        self._stored, self._commit_sent = False, None  # the old client's stored offsets are replayed
+        # Closing a client that has no broker may take a while: not on this thread.
+        threading.Thread(target=_close_quietly, args=(old,), name="kafka-consumer-close", daemon=True).start()
 
     def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
         self.last_error = str(err)
 
     def _assigned(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced client, closing on another thread
         self.assignment.update((tp.topic, tp.partition) for tp in partitions)
         if self._on_assign is not None:
             self._on_assign(partitions)
 
     def _revoked(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced client, closing on another thread
         # Let the caller finish (mark done) or drop its in-flight batch, then commit what is stored, without
         # waiting: librdkafka finishes the unassign once the commit is answered (or timed out), while this
         # thread keeps polling. A synchronous commit here blocked on an unreachable coordinator.
@@ -318,6 +364,8 @@ class KafkaConsumer:
         self.assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
 
     def _lost(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced client, closing on another thread
         # Lost (session timed out, e.g. the coordinator was unreachable): others may own them now, so no commit;
         # a commit here would also wait on the unreachable coordinator and hold up rejoining the group.
         if self._on_revoke is not None:
@@ -331,6 +379,7 @@ class KafkaConsumer:
         except KafkaException as exc:
             raise KafkaError(f"consume failed: {exc}") from exc
         self._commit_async()
+        self._watch_cluster()
         records: list[Record] = []
         for msg in messages:
             err = msg.error()
@@ -438,6 +487,11 @@ class KafkaConsumer:
             self.commit(commit_timeout_s)
         finally:
             self._consumer.close()
+
+
+def _close_quietly(consumer: confluent_kafka.Consumer) -> None:
+    with contextlib.suppress(KafkaException, RuntimeError):
+        consumer.close()
 
 
 def admin_client(settings: KafkaSettings) -> confluent_kafka.admin.AdminClient:
