@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from telestack.alerting.event_sinks import InfluxAnnotationWriter, annotation_point
-from telestack.core.lineproto import parse_lines
+from telestack.core.lineproto import Point, parse_lines
 from telestack.core.settings import InfluxSettings
 from tests.alerting.builders import at, engine, fermenter
 from tests.alerting.conftest import HttpReceiver
@@ -47,3 +51,79 @@ def test_writer_retries_until_influxdb_accepts(http_receiver: HttpReceiver) -> N
     written = [p for r in requests[2:] for p in parse_lines(r.body.decode())]
     assert [p.tags["state"] for p in written] == ["firing", "resolved"]
     assert writer.healthy()[0]
+
+
+def _writer(receiver: HttpReceiver, **options: Any) -> InfluxAnnotationWriter:
+    settings = InfluxSettings(url=receiver.url, org="o", bucket="b", token="a-real-token")  # type: ignore[arg-type]
+    return InfluxAnnotationWriter(settings, "alerts-bucket", **options).start()
+
+
+def _written(receiver: HttpReceiver, after: int = 0) -> list[str]:
+    return [p.tags["state"] for r in receiver.on("/api/v2/write")[after:] for p in parse_lines(r.body.decode())]
+
+
+def test_a_refused_write_is_dropped_and_the_next_ones_go_through(http_receiver: HttpReceiver) -> None:
+    """Issue 13, finding 8: every status >= 300 was retried forever, so one refused batch blocked all later ones."""
+    http_receiver.statuses = [400]
+    writer = _writer(http_receiver)
+    e = engine(RULES)
+    firing, resolved = e.observe(fermenter("f1", 0, 30.0), at(0)) + e.observe(fermenter("f1", 1, 20.0), at(1))
+    try:
+        writer.write(annotation_point(firing, "critical"))
+        wait_until(lambda: writer.dropped == 1, timeout_s=10, what="the refused annotation dropped")
+        assert not writer.healthy()[0] and "refused" in writer.healthy()[1]
+        writer.write(annotation_point(resolved, "critical"))
+        wait_until(lambda: writer.written == 1, timeout_s=10, what="the next annotation written")
+        assert writer.healthy()[0]
+    finally:
+        writer.stop()
+    assert _written(http_receiver) == ["firing", "resolved"]  # the refused one was sent once, not again
+
+
+def test_transient_errors_are_retried_for_a_bounded_time(http_receiver: HttpReceiver) -> None:
+    http_receiver.statuses = [503] * 1000
+    writer = _writer(http_receiver, retry_for_s=2.0)
+    e = engine(RULES)
+    [firing] = e.observe(fermenter("f1", 0, 30.0), at(0))
+    try:
+        writer.write(annotation_point(firing, "critical"))
+        wait_until(lambda: writer.dropped == 1, timeout_s=15, what="the annotation given up after retry_for_s")
+        tries = len(http_receiver.on("/api/v2/write"))
+        assert 2 <= tries <= 4  # 0.5 s, then 1 s backoff: bounded, not a spin
+        http_receiver.statuses = []
+        [resolved] = e.observe(fermenter("f1", 1, 20.0), at(1))
+        writer.write(annotation_point(resolved, "critical"))
+        wait_until(lambda: writer.written == 1, timeout_s=10, what="the thread still writing")
+    finally:
+        writer.stop()
+
+
+def test_a_point_that_is_not_line_protocol_does_not_kill_the_writer(http_receiver: HttpReceiver) -> None:
+    """Issue 13, finding 8: a LineProtocolError ended the writer thread while /healthz stayed green."""
+    writer = _writer(http_receiver)
+    e = engine(RULES)
+    [firing] = e.observe(fermenter("f1", 0, 30.0), at(0))
+    try:
+        writer.write(Point("alerts", {"rule": "hot"}, {}, at(0)))  # no field: cannot be written
+        writer.write(annotation_point(firing, "critical"))
+        wait_until(lambda: writer.written == 1, timeout_s=10, what="the valid annotation written")
+        assert writer.dropped == 1 and writer.healthy()[0]
+    finally:
+        writer.stop()
+    assert _written(http_receiver) == ["firing"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the simulated death
+def test_health_is_red_when_the_writer_thread_is_gone(http_receiver: HttpReceiver) -> None:
+    writer = _writer(http_receiver)
+    e = engine(RULES)
+    [firing] = e.observe(fermenter("f1", 0, 30.0), at(0))
+
+    def die(client: Any, batch: Any) -> None:
+        raise SystemExit("simulated death of the thread")  # not an Exception: nothing in the loop catches it
+
+    writer._send = die  # type: ignore[method-assign]
+    writer.write(annotation_point(firing, "critical"))
+    wait_until(lambda: not writer._thread.is_alive(), timeout_s=10, what="the writer thread ended")
+    ok, detail = writer.healthy()
+    assert not ok and "died" in detail

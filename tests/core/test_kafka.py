@@ -9,6 +9,7 @@ import pytest
 from telestack.core.errors import DeliveryError
 from telestack.core.kafka import Delivery, KafkaConsumer, KafkaProducer, Record
 from telestack.core.settings import KafkaSettings
+from telestack.native.servers import free_port
 from tests.polling import wait_until
 
 
@@ -113,3 +114,16 @@ def test_full_local_queue_waits_then_reports_undeliverable(unique: str) -> None:
     assert len(failed) == 5
     assert all(not d.ok for d in failed)
     assert producer.pending() == 0
+
+
+def test_a_consumer_left_without_any_broker_starts_a_new_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13, finding 1: librdkafka 2.16 may forget every broker after a frozen KRaft broker wakes up (librdkafka
+    issue 5301) and never learn them again; the consumer then replaces its client. Here no broker ever answers."""
+    import telestack.core.kafka as core_kafka
+
+    monkeypatch.setattr(core_kafka, "REBUILD_AFTER_S", 1.0)
+    consumer = KafkaConsumer(KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}"), "g", ["t"])
+    try:
+        wait_until(lambda: (consumer.consume(10, 0.2), consumer.rebuilds)[1] >= 2, 40, interval_s=0, what="rebuilds")
+    finally:
+        consumer.close(commit_timeout_s=1)

@@ -172,6 +172,43 @@ def test_down_cleans_up_after_a_killed_supervisor(demo: Demo) -> None:
     wait_until(lambda: not [pid for pid in pids if _alive(pid)], timeout_s=30, what="every orphan stopped")
 
 
+def _servers(run_dir: Path) -> dict[str, int]:
+    return dict(json.loads((run_dir / "pids.json").read_text()))
+
+
+def test_a_killed_server_and_a_killed_service_are_started_again(demo: Demo) -> None:
+    """Issue 13, finding 6: the demo never restarted Kafka, Mosquitto or InfluxDB."""
+    kafka = _servers(demo.run_dir)["kafka"]
+    lag = json.loads((demo.run_dir / "demo.json").read_text())["processes"]["kafka-lag"]
+    os.killpg(kafka, signal.SIGKILL)
+    os.killpg(lag, signal.SIGKILL)
+    wait_until(
+        lambda: _servers(demo.run_dir)["kafka"] != kafka and _alive(_servers(demo.run_dir)["kafka"]),
+        timeout_s=60,
+        what="Kafka started again by the demo",
+    )
+    wait_until(
+        lambda: "kafka-lag had exited" in demo.text and "kafka had exited" in demo.text,
+        timeout_s=60,
+        what="both restarts reported",
+    )
+    status = subprocess.run(
+        _telestack("demo", "status", "--run-dir", str(demo.run_dir)), env=_env(), capture_output=True, text=True
+    )
+    assert "EXITED" not in status.stdout, status.stdout
+
+
+def test_down_stops_the_servers_when_their_pid_file_is_gone(demo: Demo) -> None:
+    """Issue 13, finding 6: `make demo-down` left the servers running once pids.json was gone."""
+    servers = list(_servers(demo.run_dir).values())
+    demo.proc.send_signal(signal.SIGKILL)
+    demo.proc.wait(10)
+    (demo.run_dir / "pids.json").unlink()
+    down = demo.down()
+    assert down.returncode == 0, down.stderr
+    wait_until(lambda: not [pid for pid in servers if _alive(pid)], timeout_s=30, what="every server stopped")
+
+
 def test_check_passes_on_a_fresh_machine_within_a_minute(run_dir: Path) -> None:
     proc = subprocess.run(
         _telestack("demo", "check", "--run-dir", str(run_dir), "--timeout", "60"),

@@ -4,6 +4,7 @@ queries of what InfluxDB holds, committed offsets, and a private InfluxDB for ou
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import structlog
 from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, TopicSettings
+from telestack.influx_writer.adaptive import write_sizer
 from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
@@ -78,6 +80,7 @@ def start_writer() -> Iterator[Callable[[WriterSettings], RunningWriter]]:
             Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
             max_in_flight=options.max_in_flight,
             log=LOG,
+            sizer=write_sizer(settings),
         ).start()
         service = WriterService(settings, flusher, log=LOG)
         shutdown = Shutdown()
@@ -174,3 +177,64 @@ def private_influx(tmp_path: Path, influx: InfluxEndpoint) -> Iterator[tuple[Inf
     finally:
         with contextlib.suppress(Exception):
             server.kill()  # throw-away data: no need to wait for a clean shutdown
+
+
+class SlowProxy:
+    """A TCP proxy to a real InfluxDB that holds each request `delay_s` before passing it on (a slow disk).
+
+    A request is a burst of bytes from the client after a quiet spell; the answer comes back untouched.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.delay_s = 0.0
+        self.requests = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, name="slow-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, delayed: bool) -> None:
+        last = 0.0
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if delayed and time.monotonic() - last > 0.05:  # the start of a request
+                    self.requests += 1
+                    if self.delay_s:
+                        time.sleep(self.delay_s)
+                last = time.monotonic()
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+
+
+@pytest.fixture
+def slow_proxy(influx: InfluxEndpoint) -> Iterator[SlowProxy]:
+    proxy = SlowProxy(int(influx.url.rsplit(":", 1)[1]))
+    yield proxy
+    proxy.close()

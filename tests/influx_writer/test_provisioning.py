@@ -199,3 +199,45 @@ def test_downsampling_task_computes_mean_min_max_count_per_window(
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value), key
+
+
+def _run_task(operator: InfluxHttp, task_id: str, scheduled_for_s: int) -> str:
+    """Trigger a run of the task for `scheduled_for_s` (its now()) and wait for its final status."""
+    run = operator.api("POST", f"/api/v2/tasks/{task_id}/runs", json_body={"scheduledFor": _rfc3339(scheduled_for_s)})
+
+    def finished() -> str | None:
+        try:
+            status = operator.api("GET", f"/api/v2/tasks/{task_id}/runs/{run['id']}").get("status")
+        except InfluxError as exc:
+            if exc.status != 404:
+                raise
+            logged = operator.api("GET", f"/api/v2/tasks/{task_id}/runs").get("runs", [])
+            status = next((r.get("status") for r in logged if r.get("id") == run["id"]), None)
+        return status if status in ("success", "failed", "canceled") else None
+
+    return str(wait_until(finished, 30, interval_s=0.5, what="task run finished"))
+
+
+def test_each_run_aggregates_only_the_windows_not_done_yet(
+    layout: tuple[InfluxSettings, StorageOptions, InfluxHttp],
+) -> None:
+    """Issue 13, finding 3: every run re-aggregated 5 minutes of raw data, so runs grew with the data and piled
+    up. Now a run starts after the newest window already downsampled; a window is aggregated once."""
+    settings, storage, operator = layout
+    result = Provisioner(operator, settings, storage).run()
+    t = T0 + 2 * 3600
+    body, expected = _raw_points(t)  # windows t, t+60, t+120
+    operator.write(body, bucket=settings.bucket)
+    assert _run_task(operator, result.task_id, t + 180) == "success"
+    assert _downsampled(settings, storage.downsampled_bucket, t, t + 180) == pytest.approx(expected)
+
+    # A point 3 minutes late in the first window, and the next window's data.
+    operator.write(f"env,dev=f1 temp=99.0,rpm=9i {(t + 5) * 10**9}".encode(), bucket=settings.bucket)
+    operator.write(f"env,dev=f1 temp=20.0,rpm=2000i {(t + 190) * 10**9}".encode(), bucket=settings.bucket)
+    assert _run_task(operator, result.task_id, t + 240) == "success"
+    got = _downsampled(settings, storage.downsampled_bucket, t, t + 240)
+    assert got[("temp_max", "f1", t)] == expected[("temp_max", "f1", t)]  # not aggregated again: late data policy
+    assert got[("temp_max", "f1", t + 180)] == 20.0 and got[("rpm_count", "f1", t + 180)] == 1  # the new window
+    assert "concurrency: 1" in downsample_flux(
+        raw_bucket=settings.bucket, downsampled_bucket=storage.downsampled_bucket, org=settings.org, storage=storage
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import confluent_kafka
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings
@@ -16,6 +17,7 @@ from telestack.influx_writer.settings import WriterSettings
 from telestack.native.servers import InfluxServer
 from tests.influx_writer.conftest import (
     RunningWriter,
+    SlowProxy,
     committed_offsets,
     count_points,
     end_offsets,
@@ -209,3 +211,35 @@ def test_partitions_moving_to_a_new_replica_mid_stream_lose_and_double_nothing(
     first.stop()
     second.stop()
     assert not first.error and not second.error
+
+
+def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_back(
+    writer_settings: WriterSettings, start_writer: StartWriter, slow_proxy: SlowProxy
+) -> None:
+    """Issue 13, finding 2: a fixed timeout below InfluxDB's answer time wrote nothing at all, for good."""
+    influx = writer_settings.influx
+    slowed = influx.model_copy(update={"url": f"http://127.0.0.1:{slow_proxy.port}", "timeout_ms": 1_000})
+    options = writer_settings.influx_writer.model_copy(
+        update={"batch_lines": 2_000, "min_write_lines": 250, "max_write_timeout_ms": 8_000, "retry_max_ms": 200}
+    )
+    settings = writer_settings.model_copy(update={"influx": slowed, "influx_writer": options})
+    topic = settings.kafka.topics.telemetry
+    slow_proxy.delay_s = 2.5  # every request answered after 2.5 s or more: longer than the 1 s timeout
+    produce_lines(settings.kafka, topic, _records(0, 6000, per_record=2))
+    writer = start_writer(settings)
+    sizer = writer.flusher.sizer
+    assert sizer is not None
+    wait_until(lambda: count_points(influx) == 12000, 120, interval_s=1, what="every point written while slow")
+    assert REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") > 0
+    assert sizer.timeout_s > 2.5 and sizer.lines < 2_000  # adapted: longer timeout, smaller requests
+    gauge = REGISTRY.get_sample_value("telestack_influx_writer_write_timeout_seconds")
+    assert gauge == sizer.timeout_s  # reported on /metrics
+
+    slow_proxy.delay_s = 0  # InfluxDB healthy again
+    produce_lines(settings.kafka, topic, _records(6000, 20000, per_record=2))
+    wait_until(lambda: _all_committed(settings), 120, interval_s=1, what="everything committed once fast again")
+    assert count_points(influx) == 52000
+    wait_until(lambda: sizer.lines == 2_000 and sizer.timeout_s == 1.0, 30, what="back to the configured size")
+    assert REGISTRY.get_sample_value("telestack_influx_writer_write_lines_target") == 2_000
+    writer.stop()
+    assert not writer.error

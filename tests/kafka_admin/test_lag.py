@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from typing import Any
 
 import httpx
+import pytest
 
+from telestack.core.errors import KafkaError
 from telestack.core.kafka import KafkaConsumer, KafkaProducer
 from telestack.core.settings import KafkaSettings
 from telestack.kafka_admin.lag import LagProbe, lag_by_topic
@@ -78,6 +82,70 @@ def test_kafka_lag_command_serves_the_gauge(
 
         wait_until(served, timeout_s=30, what="the lag gauge on /metrics")
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
+class _NeverDone:
+    """A future of a request Kafka never answers (a frozen broker): ``result(timeout)`` raises TimeoutError."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise TimeoutError
+
+
+class _FrozenAdmin:
+    def list_consumer_groups(self, **kwargs: Any) -> _NeverDone:
+        return _NeverDone()
+
+    def list_consumer_group_offsets(self, requests: list[Any], **kwargs: Any) -> dict[str, _NeverDone]:
+        return {request.group_id: _NeverDone() for request in requests}
+
+    def list_offsets(self, request: dict[Any, Any], **kwargs: Any) -> dict[Any, _NeverDone]:
+        return {tp: _NeverDone() for tp in request}
+
+
+def test_a_probe_that_times_out_raises_kafka_error() -> None:
+    """Issue 13, finding 5: the future's TimeoutError escaped and ended `telestack kafka-lag`."""
+    probe = LagProbe(KafkaSettings(bootstrap_servers="127.0.0.1:1"), timeout_s=0.1)
+    probe.admin = _FrozenAdmin()  # type: ignore[assignment]
+    with pytest.raises(KafkaError):
+        probe.groups()
+    with pytest.raises(KafkaError):
+        probe.committed("g")
+    with pytest.raises(KafkaError):
+        probe.ends([("t", 0)])
+
+
+def test_kafka_lag_command_keeps_probing_while_kafka_is_away() -> None:
+    port, kafka_port = free_port(), free_port()  # nothing listens on kafka_port
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TELESTACK_")},
+        "TELESTACK_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "TELESTACK_KAFKA_LAG__HTTP__PORT": str(port),
+        "TELESTACK_KAFKA_LAG__INTERVAL_S": "0.2",
+        "TELESTACK_KAFKA_LAG__TIMEOUT_S": "0.5",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "telestack", "kafka-lag"], env=env, stderr=subprocess.DEVNULL)
+    failures = 0
+
+    def failed_probes() -> int:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0
+        return (
+            int(float(text.split("\ntelestack_kafka_lag_probe_up ")[1].split()[0]) == 0) if "probe_up " in text else 0
+        )
+
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and failures < 8:  # several failed probes, each of them survived
+            assert proc.poll() is None, f"kafka-lag exited with {proc.returncode} while Kafka was away"
+            failures += failed_probes()
+            time.sleep(0.5)
+        assert failures >= 8
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 503
     finally:
         proc.terminate()
         assert proc.wait(15) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -11,13 +12,14 @@ import time
 from prometheus_client import REGISTRY
 
 from telestack.core.commands import CommandEvent, DeviceAck, DeviceCommand
+from telestack.core.kafka import ensure_topics
 from telestack.core.runtime import Shutdown
 from telestack.mqtt_bridge.rules import RuleSet, parse_rules
 from telestack.simulators.energy_meter import EnergyMeter
 from telestack.simulators.fermenters import Fermenter
 from telestack.simulators.mqtt_device import DeviceFleet
 from telestack.simulators.smart_plug import SmartPlug
-from tests.mqtt_bridge.conftest import BridgeHarness, prefixed, seed_cases
+from tests.mqtt_bridge.conftest import BridgeHarness, RunningBridge, prefixed, seed_cases
 from tests.polling import wait_until
 
 
@@ -275,3 +277,68 @@ def test_simulated_devices_through_the_bridge(harness: BridgeHarness, shipped_ru
     assert not collector.records[harness.topics.dlq]
     measurements = {r.value.split(b",", 1)[0] for r in collector.records[harness.topics.telemetry]}
     assert measurements == {b"fermenter", b"plug", b"teleinfo"}
+
+
+def _settled(running: RunningBridge) -> bool:
+    """Nothing waits for Kafka and nothing is set aside for another try: every message has ended."""
+    bridge = running.bridge
+    return running.producer.pending() == 0 and not (bridge._retries or bridge._suspects or bridge._refused_records)
+
+
+def test_payload_larger_than_kafka_accepts_is_dead_lettered_truncated_and_acked(harness: BridgeHarness) -> None:
+    """Issue 13, finding 4: a >1 MB payload was dead-lettered whole, Kafka refused it, and it was retried forever
+    without an ack: with more of them than the receive window, the bridge stalled for good."""
+    settings = harness.settings(inflight_window=4, max_payload_bytes=2048, subscriptions=[f"{harness.prefix}/#"])
+    running = harness.start(_rules(harness.prefix), settings)
+    collector = harness.collector()
+    publisher = harness.publisher()
+    p = harness.prefix
+    huge = b'{"seq": 1, "blob": "' + b"x" * 1_200_000 + b'"}'
+    for seq in range(6):  # more than the window
+        publisher.publish(f"{p}/plugs/p1/report", huge, qos=1)
+        publisher.publish(f"{p}/plugs/p1/report", json.dumps({"seq": seq, "power": 1.0, "relay": True}), qos=1)
+    collector.until(
+        lambda: (
+            len(collector.records[harness.topics.telemetry]) >= 6 and len(collector.records[harness.topics.dlq]) >= 6
+        ),
+        timeout_s=60,
+        what="every good message written and every huge one dead-lettered",
+    )
+    for dead in collector.records[harness.topics.dlq]:
+        assert dead.header("reason") == "oversize" and dead.header("truncated") == "true"
+        assert dead.header("payload_bytes") == str(len(huge))
+        assert len(dead.value) <= 1_000_000 - 16 * 1024 and huge.startswith(dead.value)
+    wait_until(lambda: _settled(running), 30, what="no record left in flight or waiting for a retry")
+
+
+def test_records_the_broker_refuses_end_as_cut_dead_letters_or_acked_drops(harness: BridgeHarness, unique: str) -> None:
+    """A broker whose limits are below the producer's (topic max.message.bytes): a dead letter it refuses is sent
+    again cut to 1 KiB; a telemetry record it refuses is dead-lettered; nothing is retried forever."""
+    topics = harness.topics.model_copy(update={"telemetry": f"tel-small-{unique}", "dlq": f"dlq-small-{unique}"})
+    kafka = harness.kafka.model_copy(update={"topics": topics})
+    small = {"max.message.bytes": "4000"}
+    ensure_topics(kafka, {topics.telemetry: 1, topics.dlq: 1}, config={topics.telemetry: small, topics.dlq: small})
+    harness.kafka = kafka
+    settings = harness.settings(max_payload_bytes=100_000, subscriptions=[f"{harness.prefix}/#"])
+    running = harness.start(_rules(harness.prefix), settings)
+    collector = harness.collector()
+    publisher = harness.publisher()
+    p = harness.prefix
+    noise = base64.b64encode(random.Random(7).randbytes(9_000)).decode()  # lz4 cannot shrink it under 4000
+    big_line = f'box,device=b0 blob="{noise}" 1700000000000000000'
+    unparseable = b"\xff" + noise.encode()
+    publisher.publish(f"{p}/lines/box", unparseable, qos=1)  # a 12 KB dead letter
+    publisher.publish(f"{p}/lines/box", big_line, qos=1)  # valid, but a telemetry record > 4000 bytes
+    publisher.publish(f"{p}/plugs/p1/report", json.dumps({"seq": 7, "power": 1.0, "relay": True}), qos=1)
+    collector.until(
+        lambda: len(collector.records[topics.telemetry]) >= 1 and len(collector.records[topics.dlq]) >= 2,
+        timeout_s=60,
+        what="the good message written and both refused ones dead-lettered",
+    )
+    dead = {r.header("reason"): r for r in collector.records[topics.dlq]}
+    assert set(dead) == {"unparseable", "rejected"}
+    for record in dead.values():
+        assert record.header("truncated") == "true" and len(record.value) <= 1024
+    assert dead["unparseable"].header("payload_bytes") == str(len(unparseable))
+    assert dead["rejected"].value.startswith(b"box,device=b0 blob=")  # the record's start, cut to 1 KiB
+    wait_until(lambda: _settled(running), 30, what="no record left in flight or waiting for a retry")

@@ -5,6 +5,17 @@ The InfluxDB point is what Grafana shows as an annotation: measurement ``alerts`
 summary / description), ``value``, ``setpoint``, ``fingerprint``, time = the moment of the change. The
 writer runs in its own thread with a bounded queue and retries, so a slow InfluxDB never slows evaluation.
 
+What the writer does with each answer (the Kafka ``alerts`` topic keeps every change whatever happens here):
+
+- 2xx: written.
+- 4xx other than 408/429 (a refused point, a wrong token or bucket): sending it again cannot help. The batch
+  is dropped, logged and counted (``annotations_total{result="refused"}``); the points after it go on.
+- 5xx, 408, 429, no answer: retried with exponential backoff (0.5 s doubling to 30 s) for at most
+  ``retry_for_s``, then dropped, logged and counted (``result="expired"``).
+- A point that cannot be written as line protocol is dropped alone (``result="invalid"``).
+
+Nothing kills the thread; if it ever ends while the service runs, `healthy` says so (``/healthz``).
+
 A Grafana annotation query (Flux) for the fermentation dashboard::
 
     from(bucket: "telemetry") |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
@@ -16,13 +27,15 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 
 import httpx
 from prometheus_client import Counter
 
 from telestack.alerting.alert import StateChange
+from telestack.core.errors import LineProtocolError
 from telestack.core.kafka import KafkaProducer
-from telestack.core.lineproto import FieldValue, Point, format_lines
+from telestack.core.lineproto import FieldValue, Point, format_point
 from telestack.core.runtime import get_logger
 from telestack.core.settings import InfluxSettings
 
@@ -31,6 +44,10 @@ __all__ = ["InfluxAnnotationWriter", "KafkaAlertPublisher", "annotation_point"]
 ANNOTATIONS = Counter("telestack_alerting_annotations_total", "alert points written to InfluxDB", ["result"])
 log = get_logger("alerting.sinks")
 _RESERVED_TAGS = frozenset({"rule", "severity", "state"})
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 30.0
+RETRY_FOR_S = 900.0  # how long a batch is retried on transient errors before it is dropped, s
+_TRANSIENT_4XX = frozenset({408, 429})
 
 
 class KafkaAlertPublisher:
@@ -75,7 +92,13 @@ class InfluxAnnotationWriter:
     """Writes annotation points to InfluxDB 2 (``/api/v2/write``) from a thread, in batches, with retries."""
 
     def __init__(
-        self, settings: InfluxSettings, bucket: str | None = None, *, max_queue: int = 10_000, batch: int = 500
+        self,
+        settings: InfluxSettings,
+        bucket: str | None = None,
+        *,
+        max_queue: int = 10_000,
+        batch: int = 500,
+        retry_for_s: float = RETRY_FOR_S,
     ) -> None:
         self.settings = settings
         self.bucket = bucket or settings.bucket
@@ -84,9 +107,10 @@ class InfluxAnnotationWriter:
         self._batch = batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="influx-annotations", daemon=True)
+        self.retry_for_s = retry_for_s
         self.last_error: str | None = None
         self.written = 0
-        self.dropped = 0
+        self.dropped = 0  # queue full, refused, expired or invalid
 
     def start(self) -> InfluxAnnotationWriter:
         self._thread.start()
@@ -101,53 +125,92 @@ class InfluxAnnotationWriter:
 
     def healthy(self) -> tuple[bool, str]:
         backlog = self._queue.qsize()
+        if not self._thread.is_alive() and not self._stop.is_set():
+            state = "never started" if self._thread.ident is None else "died"
+            return False, f"annotation writer thread {state} ({backlog} queued, {self.dropped} dropped)"
         if self.last_error is not None:
-            return False, f"{self.last_error} ({backlog} queued)"
+            return False, f"{self.last_error} ({backlog} queued, {self.dropped} dropped)"
         return True, f"{self.written} written, {backlog} queued, {self.dropped} dropped"
 
-    def _post(self, client: httpx.Client, points: list[Point]) -> None:
+    def _post(self, client: httpx.Client, body: str) -> None:
         response = client.post(
             f"{self.settings.url.rstrip('/')}/api/v2/write",
             params={"org": self.settings.org, "bucket": self.bucket, "precision": "ns"},
             headers={"Authorization": f"Token {self._token}", "Content-Type": "text/plain; charset=utf-8"},
-            content=format_lines(points).encode("utf-8"),
+            content=body.encode("utf-8"),
         )
         if response.status_code >= 300:
             raise httpx.HTTPStatusError(
                 f"HTTP {response.status_code}: {response.text[:200]}", request=response.request, response=response
             )
 
+    def _drop(self, count: int, result: str, message: str, **facts: object) -> None:
+        self.dropped += count
+        ANNOTATIONS.labels(result).inc(count)
+        log.error(message, count=count, **facts)
+
+    def _format(self, points: list[Point]) -> str:
+        """The batch as line protocol; a point that cannot be written is dropped alone."""
+        lines: list[str] = []
+        for point in points:
+            try:
+                lines.append(format_point(point))
+            except LineProtocolError as exc:
+                self._drop(1, "invalid", "alert annotation cannot be written as line protocol", error=str(exc))
+        return "\n".join(lines)
+
     def _run(self) -> None:
-        backoff = 0.5
-        pending: list[Point] = []
         with httpx.Client(timeout=self.settings.timeout_ms / 1000) as client:
-            while not (self._stop.is_set() and not pending and self._queue.empty()):
-                if not pending:
+            while not (self._stop.is_set() and self._queue.empty()):
+                try:
+                    batch = [self._queue.get(timeout=0.2)]
+                except queue.Empty:
+                    continue
+                while len(batch) < self._batch:
                     try:
-                        pending.append(self._queue.get(timeout=0.2))
-                    except queue.Empty:
-                        continue
-                while len(pending) < self._batch:
-                    try:
-                        pending.append(self._queue.get_nowait())
+                        batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
                 try:
-                    self._post(client, pending)
-                except httpx.HTTPError as exc:
-                    self.last_error = f"InfluxDB write failed: {exc}"
-                    ANNOTATIONS.labels("retried").inc()
-                    if self._stop.is_set():
-                        log.warning("alert annotations lost at shutdown", count=len(pending), error=str(exc))
-                        return
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                ANNOTATIONS.labels("written").inc(len(pending))
-                self.written += len(pending)
+                    self._send(client, batch)
+                except Exception as exc:  # a bug here must cost one batch, never the thread
+                    self._drop(
+                        len(batch), "failed", "alert annotations dropped on an unexpected error", error=repr(exc)
+                    )
+
+    def _send(self, client: httpx.Client, batch: list[Point]) -> None:
+        """Write one batch: until accepted, refused, or `retry_for_s` of transient errors (see the module doc)."""
+        body = self._format(batch)
+        if not body:
+            return
+        count = body.count("\n") + 1
+        backoff = BACKOFF_MIN_S
+        give_up = time.monotonic() + self.retry_for_s
+        while True:
+            try:
+                self._post(client, body)
+            except httpx.HTTPStatusError as exc:
+                status = exc.response.status_code
+                if 400 <= status < 500 and status not in _TRANSIENT_4XX:
+                    self.last_error = f"InfluxDB refused alert annotations: {exc}"
+                    self._drop(count, "refused", "InfluxDB refused alert annotations; dropped", error=str(exc))
+                    return
+                error: str = str(exc)
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                ANNOTATIONS.labels("written").inc(count)
+                self.written += count
                 self.last_error = None
-                backoff = 0.5
-                pending = []
+                return
+            self.last_error = f"InfluxDB write failed: {error}"
+            if self._stop.is_set() or time.monotonic() + backoff > give_up:
+                why = "at shutdown" if self._stop.is_set() else f"after retrying {self.retry_for_s:g} s"
+                self._drop(count, "expired", f"alert annotations dropped {why}", error=error)
+                return
+            ANNOTATIONS.labels("retried").inc()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is queued (within `timeout_s`), then stop."""

@@ -8,6 +8,9 @@ the newest frame time it has seen, minus a grace), or at `flush_all` on shutdown
 A numeric field ``rpm`` becomes ``rpm_mean`` (float), ``rpm_min``, ``rpm_max``, ``rpm_last`` and ``rpm_count``
 (int), as chosen; a string field keeps ``_last`` and ``_count``. The point's timestamp is its window's start.
 
+A line it cannot read, or a window it cannot write as line protocol, never raises: it is kept in `rejected`
+with the reason, for the gateway to dead-letter (`take_rejected`), and the other lines go on.
+
 >>> agg = Aggregator(interval_s=1.0, functions=("mean", "max", "count"))
 >>> agg.add_lines(["m,bus=b a=1.0 1000000000", "m,bus=b a=3.0 1500000000", "m,bus=b a=5.0 2000000000"])
 ['m,bus=b a_count=2i,a_max=3.0,a_mean=2.0 1000000000']
@@ -21,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from telestack.core.errors import LineProtocolError
 from telestack.core.lineproto import FieldValue, Point, format_point, parse_line
 
 __all__ = ["FUNCTIONS", "Aggregator"]
@@ -63,6 +67,7 @@ class Aggregator:
             raise ValueError("aggregation interval must be positive")
         self.functions = tuple(functions)
         self._windows: dict[tuple[str, tuple[tuple[str, str], ...]], _Window] = {}
+        self.rejected: list[tuple[str, str]] = []  # (line, or window described; reason)
 
     def add_lines(self, lines: Iterable[str]) -> list[str]:
         """Account `lines` (each may hold several, newline-separated); return the windows they closed."""
@@ -70,8 +75,16 @@ class Aggregator:
         for text in lines:
             for line in text.split("\n"):
                 if line:
-                    self._add(parse_line(line), out)
+                    try:
+                        self._add(parse_line(line), out)
+                    except LineProtocolError as exc:
+                        self.rejected.append((line, str(exc)))
         return out
+
+    def take_rejected(self) -> list[tuple[str, str]]:
+        """The lines and windows refused since the last call, with their reasons."""
+        rejected, self.rejected = self.rejected, []
+        return rejected
 
     def _add(self, point: Point, out: list[str]) -> None:
         if point.time_ns is None:
@@ -80,7 +93,7 @@ class Aggregator:
         start = point.time_ns - point.time_ns % self.interval_ns
         window = self._windows.get(series)
         if window is not None and window.start_ns != start:
-            out.append(self._format(series, window))
+            self._emit(series, window, out)
             window = None
         if window is None:
             window = self._windows[series] = _Window(start)
@@ -93,12 +106,25 @@ class Aggregator:
     def flush_before(self, time_ns: int) -> list[str]:
         """Emit the windows that end at or before `time_ns`."""
         done = [s for s, w in self._windows.items() if w.start_ns + self.interval_ns <= time_ns]
-        return [self._format(series, self._windows.pop(series)) for series in done]
+        out: list[str] = []
+        for series in done:
+            self._emit(series, self._windows.pop(series), out)
+        return out
 
     def flush_all(self) -> list[str]:
-        out = [self._format(series, window) for series, window in self._windows.items()]
+        out: list[str] = []
+        for series, window in self._windows.items():
+            self._emit(series, window, out)
         self._windows.clear()
         return out
+
+    def _emit(self, series: tuple[str, tuple[tuple[str, str], ...]], window: _Window, out: list[str]) -> None:
+        try:
+            out.append(self._format(series, window))
+        except LineProtocolError as exc:
+            measurement, tags = series
+            described = ",".join([measurement, *(f"{k}={v}" for k, v in tags)]) + f" window {window.start_ns}"
+            self.rejected.append((described, str(exc)))
 
     def _format(self, series: tuple[str, tuple[tuple[str, str], ...]], window: _Window) -> str:
         fields: dict[str, FieldValue] = {}

@@ -191,7 +191,32 @@ class Gateway:
             aggregator = self._aggregators[bus] = Aggregator(settings.interval_s, settings.functions)
         out = aggregator.add_lines(lines)
         out.extend(aggregator.flush_before(round((newest_ts - self._grace_s) * 1e9)))
+        self._dead_letter_rejected(bus, aggregator)
         return out
+
+    def _dead_letter_rejected(self, bus: str, aggregator: Aggregator) -> None:
+        """Lines (or windows) the aggregator refused go to the dead-letter topic with the reason, one each."""
+        for line, reason in aggregator.take_rejected():
+            metrics.DEAD_LETTERS.labels(bus, "aggregation").inc()
+            if self.log is not None:
+                self.log.warning("line refused by the aggregator; dead-lettered", bus=bus, error=reason)
+            headers = [
+                ("reason", b"aggregation"),
+                ("detail", reason[:1000].encode()),
+                ("source", b"can-gateway"),
+                ("vehicle", self._vehicle_key),
+                ("bus", bus.encode()),
+            ]
+            self.outbox.submit(
+                OutRecord(
+                    self.topics.dlq,
+                    f"{self.options.vehicle}/{bus}".encode(),
+                    line.encode(),
+                    headers,
+                    frames=0,
+                    first_ts=time.time(),
+                )
+            )
 
     def _add_lines(self, bus: str, lines: list[str], first_ts: float) -> None:
         now = time.monotonic()
@@ -211,6 +236,7 @@ class Gateway:
         if force:
             for bus, aggregator in self._aggregators.items():
                 self._add_lines(bus, aggregator.flush_all(), time.time())
+                self._dead_letter_rejected(bus, aggregator)
         for key in [k for k, b in self._lines.items() if force or now - b.started >= self._batch_s]:
             self._send_lines(key, self._lines.pop(key))
         for bus in [k for k, b in self._raw.items() if force or now - b.started >= self._batch_s]:

@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = [
     "DBC_RELOADS",
+    "DEAD_LETTERS",
     "DECODE_FAILURES",
     "FRAMES",
     "LINES",
@@ -29,6 +30,7 @@ UNKNOWN_FRAMES = Counter(f"{PREFIX}_unknown_frames", "frames whose id no databas
 DECODE_FAILURES = Counter(f"{PREFIX}_decode_failures", "frames that failed to decode", ["bus", "id"])
 RECORDS = Counter(f"{PREFIX}_records", "Kafka records confirmed by the broker", ["topic"])
 DELIVERY_FAILURES = Counter(f"{PREFIX}_delivery_failures", "Kafka deliveries that failed")
+DEAD_LETTERS = Counter(f"{PREFIX}_dead_letters", "lines sent to the dead-letter topic, by reason", ["bus", "reason"])
 DBC_RELOADS = Counter(f"{PREFIX}_database_reloads", "database hot reloads", ["result"])
 SPOOL_DEPTH = Gauge(f"{PREFIX}_spool_depth_records", "records waiting in the disk spool")
 SPOOL_BYTES = Gauge(f"{PREFIX}_spool_bytes", "bytes of the disk spool")

@@ -4,7 +4,8 @@
     ├── ConfigError            invalid or missing setting, found at start (names the setting)
     ├── LineProtocolError      a line that cannot be parsed or a point that cannot be written
     ├── KafkaError             the Kafka client failed
-    │   └── DeliveryError      a record was not confirmed by the broker
+    │   ├── DeliveryError      a record was not confirmed by the broker
+    │   └── RecordRejected     Kafka refuses the record itself (too large...): producing it again cannot succeed
     └── ServerError            a native server (Kafka, Mosquitto, InfluxDB) could not be installed or started
 
 Each service package adds its own subtree in its own ``errors.py``, rooted at `TelestackError`.
@@ -12,7 +13,15 @@ Each service package adds its own subtree in its own ``errors.py``, rooted at `T
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DeliveryError", "KafkaError", "LineProtocolError", "ServerError", "TelestackError"]
+__all__ = [
+    "ConfigError",
+    "DeliveryError",
+    "KafkaError",
+    "LineProtocolError",
+    "RecordRejected",
+    "ServerError",
+    "TelestackError",
+]
 
 
 class TelestackError(Exception):
@@ -40,6 +49,10 @@ class KafkaError(TelestackError):
 
 class DeliveryError(KafkaError):
     """A produced record was not acknowledged by the broker."""
+
+
+class RecordRejected(KafkaError):
+    """Kafka refuses this record whatever the state of the link (larger than message.max.bytes, invalid)."""
 
 
 class ServerError(TelestackError):

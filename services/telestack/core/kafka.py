@@ -6,12 +6,23 @@ MQTT message, the spooled CAN frame). ``poll(0)`` runs on every produce, a full 
 instead of failing, and `close` flushes.
 
 Consumer: ``enable.auto.offset.store=false``: an offset is stored only when the caller says the records
-before it are done (`mark_done`); stored offsets are committed in the background, on partition revoke and
+before it are done (`mark_done`); stored offsets are committed about every second, on partition revoke and
 on close. A crash therefore replays at most the records not yet done: at-least-once.
+
+Commits are asynchronous and at most one is in flight. librdkafka's own auto-commit timer sends an
+OffsetCommitRequest every interval whether or not the previous one was answered: while the broker is frozen
+(a dropped link) they pile up on the coordinator connection, each waiting out ``socket.timeout.ms`` and its
+retries, the heartbeats queue behind them, and after the session times out the group cannot rejoin until
+every one of them has ended (librdkafka waits for outstanding commits before it finishes an unassign). A
+synchronous commit in a rebalance callback would also block the consumer thread on the unreachable
+coordinator. So auto-commit is off, the interval is kept here, and nothing here waits on the coordinator
+except `close` (bounded).
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +31,7 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import KafkaException, Message, TopicPartition
 
-from telestack.core.errors import DeliveryError, KafkaError
+from telestack.core.errors import DeliveryError, KafkaError, RecordRejected
 from telestack.core.settings import KafkaSettings
 
 __all__ = [
@@ -31,6 +42,7 @@ __all__ = [
     "KafkaProducer",
     "Message",
     "Record",
+    "RecordRejected",
     "TopicPartition",
     "admin_client",
     "ensure_topics",
@@ -48,6 +60,7 @@ class Delivery:
     partition: int
     offset: int
     error: str | None
+    rejected: bool = False  # Kafka refused the record itself (too large, invalid): producing it again fails too
 
     @property
     def ok(self) -> bool:
@@ -55,6 +68,22 @@ class Delivery:
 
 
 DeliveryCallback = Callable[[Delivery], None]
+
+# Errors about the record itself, not the link: the same record fails the same way however often it is sent.
+REJECTED_CODES = frozenset(
+    {
+        confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE,
+        confluent_kafka.KafkaError.RECORD_LIST_TOO_LARGE,
+        confluent_kafka.KafkaError.INVALID_RECORD,
+        confluent_kafka.KafkaError.INVALID_MSG,
+        confluent_kafka.KafkaError.INVALID_MSG_SIZE,
+        confluent_kafka.KafkaError.INVALID_TIMESTAMP,
+    }
+)
+
+
+def _rejected(err: Any) -> bool:
+    return err is not None and err.code() in REJECTED_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +119,19 @@ class Record:
         return None
 
 
+# librdkafka (>= 2.10) forgets every broker a Metadata response does not list. A single KRaft broker that was
+# frozen past broker.session.timeout.ms is fenced when it wakes and answers Metadata without itself for a moment:
+# the client is then left with no broker at all, and by default bootstraps again only after 5 minutes
+# (metadata.recovery.rebootstrap.trigger.ms), all that time without a group coordinator or a partition leader.
+REBOOTSTRAP_AFTER_MS = 10_000
+
+
 def _base_config(settings: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.bootstrap_servers, "client.id": settings.client_id}
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.client_id,
+        "metadata.recovery.rebootstrap.trigger.ms": REBOOTSTRAP_AFTER_MS,
+    }
 
 
 def _encode(value: str | bytes | None) -> bytes | None:
@@ -170,6 +210,8 @@ class KafkaProducer:
                     ) from None
                 self._producer.poll(0.05)
             except KafkaException as exc:
+                if exc.args and _rejected(exc.args[0]):
+                    raise RecordRejected(f"Kafka refuses the record for {topic}: {exc}") from exc
                 raise KafkaError(f"cannot produce to {topic}: {exc}") from exc
         self._producer.poll(0)
 
@@ -203,10 +245,25 @@ def _delivery_adapter(callback: DeliveryCallback) -> Callable[[Any, Message], No
                 partition=_or_minus_one(msg.partition()),
                 offset=_or_minus_one(msg.offset()),
                 error=None if err is None else str(err),
+                rejected=_rejected(err),
             )
         )
 
     return on_delivery
+
+
+# librdkafka 2.16 forgets every broker when a Metadata response lists none but some topics (a lone KRaft broker,
+# fenced by its controller for a moment after it was frozen, answers so), and then has no broker left to learn
+# them again from: its group coordinator is gone for good (librdkafka issue 5301, open). A consumer with no
+# partition for REBUILD_AFTER_S whose client cannot get metadata from any broker is replaced by a new client,
+# which bootstraps again; its stored offsets are lost, so their records are read again (at-least-once).
+REBUILD_AFTER_S = 30.0
+REBUILD_MAX_S = 300.0
+
+# How often stored offsets are committed, s; and how long a commit may stay unanswered before another may be
+# sent (librdkafka ends every request within socket.timeout.ms and its retries; this is a backstop), s.
+COMMIT_INTERVAL_S = 1.0
+COMMIT_STUCK_S = 180.0
 
 
 class KafkaConsumer:
@@ -226,8 +283,8 @@ class KafkaConsumer:
             **_base_config(settings),
             "group.id": group_id,
             "enable.auto.offset.store": False,
-            "enable.auto.commit": True,
-            "auto.commit.interval.ms": 1000,
+            "enable.auto.commit": False,  # committed here, one commit in flight at most: see the module docstring
+            "on_commit": self._committed,
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": 10_000,
@@ -240,30 +297,75 @@ class KafkaConsumer:
         self._on_assign = on_assign
         self.last_error: str | None = None
         self.assignment: set[tuple[str, int]] = set()
+        self.commits_failed = 0
+        self._stored = False  # offsets stored since the last commit was sent
+        self._commit_sent: float | None = None  # monotonic time of the commit in flight
+        self._next_commit = 0.0
+        self._conf = conf
+        self._topics = list(topics)
+        self.rebuilds = 0
+        self._unassigned_since: float | None = None
+        self._next_cluster_check = 0.0
+        self._rebuild_after_s = REBUILD_AFTER_S
         try:
-            self._consumer = confluent_kafka.Consumer(conf)
-            self._consumer.subscribe(
-                list(topics), on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
-            )
+            self._consumer = self._subscribed_client()
         except KafkaException as exc:
             raise KafkaError(f"cannot create Kafka consumer for group {group_id}: {exc}") from exc
+
+    def _subscribed_client(self) -> confluent_kafka.Consumer:
+        consumer = confluent_kafka.Consumer(self._conf)
+        consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost)
+        return consumer
+
+    def _watch_cluster(self) -> None:
+        """Start a new client when this one has had no partition and no broker for a while (see the constant)."""
+        now = time.monotonic()
+        if self.assignment:
+            self._unassigned_since = None
+            self._rebuild_after_s = REBUILD_AFTER_S
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+        if now - self._unassigned_since < self._rebuild_after_s or now < self._next_cluster_check:
+            return
+        self._next_cluster_check = now + self._rebuild_after_s
+        try:
+            self._consumer.list_topics(timeout=5)  # any broker at all answers this
+            return
+        except KafkaException as exc:
+            self.last_error = f"no broker answers ({exc}); starting a new Kafka client"
+        old, self._consumer = self._consumer, self._subscribed_client()
+        self.rebuilds += 1
+        self._unassigned_since = now
+        self._rebuild_after_s = min(self._rebuild_after_s * 2, REBUILD_MAX_S)  # Kafka may just be down: back off
+        self._stored, self._commit_sent = False, None  # the old client's stored offsets are replayed
+        # Closing a client that has no broker may take a while: not on this thread.
+        threading.Thread(target=_close_quietly, args=(old,), name="kafka-consumer-close", daemon=True).start()
 
     def _on_client_error(self, err: confluent_kafka.KafkaError) -> None:
         self.last_error = str(err)
 
     def _assigned(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced client, closing on another thread
         self.assignment.update((tp.topic, tp.partition) for tp in partitions)
         if self._on_assign is not None:
             self._on_assign(partitions)
 
     def _revoked(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
-        # Let the caller finish (mark done) or drop its in-flight batch, then commit what is stored.
+        if consumer is not self._consumer:
+            return  # a replaced client, closing on another thread
+        # Let the caller finish (mark done) or drop its in-flight batch, then commit what is stored, without
+        # waiting: librdkafka finishes the unassign once the commit is answered (or timed out), while this
+        # thread keeps polling. A synchronous commit here blocked on an unreachable coordinator.
         if self._on_revoke is not None:
             self._on_revoke(partitions)
-        self.commit()
+        self._commit_async(force=True)
         self.assignment.difference_update((tp.topic, tp.partition) for tp in partitions)
 
     def _lost(self, consumer: confluent_kafka.Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a replaced client, closing on another thread
         # Lost (session timed out, e.g. the coordinator was unreachable): others may own them now, so no commit;
         # a commit here would also wait on the unreachable coordinator and hold up rejoining the group.
         if self._on_revoke is not None:
@@ -276,6 +378,8 @@ class KafkaConsumer:
             messages = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
         except KafkaException as exc:
             raise KafkaError(f"consume failed: {exc}") from exc
+        self._commit_async()
+        self._watch_cluster()
         records: list[Record] = []
         for msg in messages:
             err = msg.error()
@@ -306,15 +410,56 @@ class KafkaConsumer:
         except KafkaException as exc:
             # The partition was revoked between consume and store: its records will be redelivered.
             self.last_error = f"store_offsets: {exc}"
+            return
+        self._stored = True
+        self._commit_async()
 
-    def commit(self) -> None:
-        """Commit stored offsets now (synchronously); a no-op when nothing new is stored."""
+    def _commit_async(self, *, force: bool = False) -> None:
+        """Send a commit of the stored offsets if one is due and none is in flight (`force`: due now)."""
+        now = time.monotonic()
+        if not self._stored or (not force and now < self._next_commit):
+            return
+        if self._commit_sent is not None and now - self._commit_sent < COMMIT_STUCK_S:
+            return  # answered through `_committed`, served by the next consume
         try:
-            self._consumer.commit(asynchronous=False)
+            self._consumer.commit(asynchronous=True)
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == confluent_kafka.KafkaError._NO_OFFSET:
-                return
-            self.last_error = f"commit: {exc}"
+                self._stored = False  # nothing new to commit
+            else:
+                self.last_error = f"commit: {exc}"
+            return
+        self._stored = False
+        self._commit_sent = now
+        self._next_commit = now + COMMIT_INTERVAL_S
+
+    def _committed(self, err: confluent_kafka.KafkaError | None, partitions: list[TopicPartition]) -> None:
+        self._commit_sent = None
+        if err is not None and err.code() != confluent_kafka.KafkaError._NO_OFFSET:
+            # Not committed (coordinator away, assignment lost...): the stored offsets are sent again with the
+            # next commit while they are still ours; otherwise their records are replayed (at-least-once).
+            self.commits_failed += 1
+            self.last_error = f"commit: {err}"
+            self._stored = True
+
+    def commit(self, timeout_s: float = 10.0) -> bool:
+        """Commit the stored offsets, waiting at most `timeout_s` for the answer; True once they are committed.
+
+        For the end of consumption (`close`): it pauses the assigned partitions, so that serving the commit's
+        answer fetches no record, and drops what was prefetched (not done, so not lost: redelivered).
+        """
+        with contextlib.suppress(KafkaException):
+            self._consumer.pause(self._consumer.assignment())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._commit_sent is None:
+                if not self._stored:
+                    return True
+                self._commit_async(force=True)
+                if self._commit_sent is None:
+                    return not self._stored  # nothing to commit after all (or the commit could not be sent)
+            self._consumer.poll(0.05)  # serves the commit callback
+        return False
 
     def pause(self) -> None:
         """Stop fetching (while the sink is down) without leaving the group."""
@@ -347,12 +492,17 @@ class KafkaConsumer:
                 ends[tp.partition] = high - 1
         return ends
 
-    def close(self) -> None:
-        """Commit stored offsets and leave the group."""
+    def close(self, commit_timeout_s: float = 10.0) -> None:
+        """Commit stored offsets (waiting at most `commit_timeout_s`) and leave the group."""
         try:
-            self.commit()
+            self.commit(commit_timeout_s)
         finally:
             self._consumer.close()
+
+
+def _close_quietly(consumer: confluent_kafka.Consumer) -> None:
+    with contextlib.suppress(KafkaException, RuntimeError):
+        consumer.close()
 
 
 def admin_client(settings: KafkaSettings) -> confluent_kafka.admin.AdminClient:

@@ -111,12 +111,13 @@ def _up(run_dir: Path) -> int:
             sys.stdout.write(_summary(info, run_dir))
             sys.stdout.flush()
         while not shutdown.wait(1.0):
-            # As compose's `restart: unless-stopped`: a process that stops on its own is started again.
-            for process in stack.restart_exited():
+            # As compose's `restart: unless-stopped`: what stops on its own (a server too) is started again,
+            # with backoff; see RestartPolicy.
+            for restarted in stack.restart_exited():
                 _say(
-                    f"{process.name} had exited with status {process.previous_returncode}; started again "
-                    f"(restart {stack.restarts[process.name]} of {stack.max_restarts}); "
-                    f"last lines of {process.log_path} before it:\n{process.previous_log_tail}"
+                    f"{restarted.name} had exited with status {restarted.returncode}; started again "
+                    f"(restart {restarted.restarts} since it was last healthy); "
+                    f"last lines of {restarted.log_path} before it:\n{restarted.log_tail}"
                 )
     finally:
         _say("stopping: simulators, services, then the servers")

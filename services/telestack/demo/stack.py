@@ -28,7 +28,7 @@ import httpx
 
 from telestack.core.errors import TelestackError
 from telestack.core.settings import KafkaSettings, env_name
-from telestack.demo.processes import ManagedProcess, telestack_argv, wait_all_stopped
+from telestack.demo.processes import ManagedProcess, RestartPolicy, telestack_argv, wait_all_stopped
 from telestack.demo.scrape import MetricsScraper
 from telestack.kafka_admin.topics import TopicLayout, create_topics
 from telestack.native.endpoints import Endpoints
@@ -167,6 +167,17 @@ def _bus_channels(group: int) -> Callable[[list[dict[str, object]]], list[dict[s
     return move
 
 
+@dataclass(frozen=True)
+class Restarted:
+    """A server or process the supervisor started again, and what it left behind."""
+
+    name: str
+    returncode: int | None
+    log_path: Path
+    log_tail: str
+    restarts: int  # since it was last healthy
+
+
 class DemoStack:
     """Servers, services and simulators of the demo, under `run_dir`."""
 
@@ -192,8 +203,7 @@ class DemoStack:
         self.simulators: list[ManagedProcess] = []
         self.scraper: MetricsScraper | None = None
         self.info: DemoInfo | None = None
-        self.max_restarts = 5
-        self.restarts: dict[str, int] = {}
+        self.restart_policy = RestartPolicy()
 
     # --- start ----------------------------------------------------------------------------------------------
 
@@ -403,18 +413,43 @@ class DemoStack:
         """Processes that stopped on their own."""
         return [p for p in [*self.services, *self.simulators] if p.process is not None and not p.alive()]
 
-    def restart_exited(self) -> list[ManagedProcess]:
-        """Start again the processes that stopped on their own, each at most `max_restarts` times."""
-        restarted = []
-        for process in self.exited():
-            count = self.restarts.get(process.name, 0)
-            if count >= self.max_restarts:
+    def restart_exited(self) -> list[Restarted]:
+        """Start again what stopped on its own, servers and processes alike, as `restart_policy` says when.
+
+        Kafka, Mosquitto and InfluxDB are supervised like the services: a server that crashed (or was killed)
+        is started on its data directory again, and ``pids.json`` is rewritten so ``demo down`` finds it.
+        """
+        restarted: list[Restarted] = []
+        policy = self.restart_policy
+        for server in self.native.servers:
+            if server.process is None or server.process.poll() is None:
                 continue
-            self.restarts[process.name] = count + 1
+            policy.exited(server.name)
+            if policy.due(server.name):
+                returncode, tail = server.process.returncode, server.log_tail()
+                server.start()
+                policy.started(server.name)
+                self.native.save_pids()
+                restarted.append(
+                    Restarted(server.name, returncode, server.log_path, tail, policy.restarts(server.name))
+                )
+        for process in self.exited():
+            policy.exited(process.name)
+            if not policy.due(process.name):
+                continue
             process.previous_log_tail = process.log_tail()
             process.previous_returncode = process.returncode()
             process.start()
-            restarted.append(process)
+            policy.started(process.name)
+            restarted.append(
+                Restarted(
+                    process.name,
+                    process.previous_returncode,
+                    process.log_path,
+                    process.previous_log_tail,
+                    policy.restarts(process.name),
+                )
+            )
         if restarted:
             self._save_state()
         return restarted

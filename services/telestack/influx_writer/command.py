@@ -7,6 +7,7 @@ import argparse
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.kafka import KafkaProducer
 from telestack.core.runtime import service_runtime
+from telestack.influx_writer.adaptive import write_sizer
 from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
             Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
             max_in_flight=options.max_in_flight,
             log=rt.log,
+            sizer=write_sizer(settings),
         ).start()
         service = WriterService(settings, flusher, log=rt.log)
         rt.health.add_check("influx", flusher.health.probe)

@@ -44,9 +44,17 @@ class InfluxError(InfluxWriterError):
 class InfluxUnavailableError(InfluxError):
     """A transient failure: the request may succeed later. `retry_after_s` is InfluxDB's Retry-After, if any."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after_s = retry_after_s
+        self.timed_out = timed_out  # no answer within the timeout (InfluxDB slow), rather than refused or down
 
 
 class InfluxRejectedError(InfluxError):

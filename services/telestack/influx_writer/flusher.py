@@ -5,6 +5,9 @@ For each batch it returns a `FlushResult` saying whether the batch's offsets may
 - written (2xx): done;
 - 5xx, 429, timeout, connection refused: retried with capped backoff (honouring Retry-After) until it
   succeeds; meanwhile the batch stays in flight, so the consumer pauses and nothing is stored;
+- a batch is written in requests of at most `WriteSizer.lines` lines, with `WriteSizer.timeout_s`: a timeout
+  halves the one and doubles the other, fast writes bring them back (`telestack.influx_writer.adaptive`), so
+  a slow InfluxDB gets smaller requests it can finish instead of the same large one again and again;
 - 400/413/422: the batch is split to find the refused records (then, inside a multi-line record, the
   refused lines); they go to the DLQ with InfluxDB's reason and are done once Kafka confirmed them;
 - 401/403: fatal; the result carries the error and the service stops without storing the batch;
@@ -24,6 +27,7 @@ from telestack.core.errors import KafkaError
 from telestack.core.kafka import Record
 from telestack.core.lineproto import iter_lines
 from telestack.influx_writer import metrics
+from telestack.influx_writer.adaptive import WriteSizer
 from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.batcher import Batch
 from telestack.influx_writer.dead_letters import DeadLetter
@@ -42,7 +46,7 @@ __all__ = ["DeadLetterSink", "FlushResult", "Flusher", "LineSink", "WriteHealth"
 class LineSink(Protocol):
     """Where line protocol goes (`InfluxHttp`, or a fake in unit tests)."""
 
-    def write(self, body: bytes) -> None: ...
+    def write(self, body: bytes, *, timeout_s: float | None = None) -> None: ...
 
 
 class DeadLetterSink(Protocol):
@@ -51,6 +55,10 @@ class DeadLetterSink(Protocol):
 
 class Abandoned(Exception):
     """The flusher was stopped while a batch was still being retried."""
+
+
+class _Resize(Exception):
+    """A request timed out and is larger than the new request size: split it, then write the parts."""
 
 
 @dataclass(slots=True)
@@ -88,8 +96,11 @@ class Flusher:
         max_in_flight: int,
         log: Any,
         on_done: Callable[[FlushResult], None] | None = None,
+        sizer: WriteSizer | None = None,
     ) -> None:
         self.sink = sink
+        # Without a sizer: one request per batch, with the sink's own timeout.
+        self.sizer = sizer
         self.dead_letters = dead_letters
         self.backoff = backoff
         self.max_in_flight = max_in_flight
@@ -158,13 +169,21 @@ class Flusher:
 
     def _flush(self, batch: Batch) -> FlushResult:
         try:
-            try:
-                self._write(batch.body())
-                return self._done(batch, [])
-            except InfluxRejectedError as exc:
-                letters = self._isolate(batch.records, exc)
-                self._send_dead_letters(letters)
-                return self._done(batch, letters)
+            letters: list[DeadLetter] = []
+            records, start = batch.records, 0
+            while start < len(records):
+                end = self._chunk_end(records, start)
+                chunk = records[start:end]
+                try:
+                    try:
+                        self._write(_join(rec.value for rec in chunk), splittable=len(chunk) > 1)
+                    except InfluxRejectedError as exc:
+                        letters += self._isolate(chunk, exc)
+                except _Resize:
+                    continue  # the same records again, in smaller requests
+                start = end
+            self._send_dead_letters(letters)
+            return self._done(batch, letters)
         except Abandoned:
             return FlushResult(batch, done=False)
         except InfluxAuthError as exc:
@@ -172,6 +191,19 @@ class Flusher:
             self.health.failing_since = self.health.failing_since or time.monotonic()
             self.health.last_error = str(exc)
             return FlushResult(batch, done=False, error=exc)
+
+    def _chunk_end(self, records: list[Record], start: int) -> int:
+        """End of the request that starts at `start`: at most `sizer.lines` lines (a larger record alone)."""
+        if self.sizer is None:
+            return len(records)
+        lines, end = 0, start
+        while end < len(records):
+            count = _line_count(records[end].value)
+            if end > start and lines + count > self.sizer.lines:
+                break
+            lines += count
+            end += 1
+        return end
 
     def _done(self, batch: Batch, letters: list[DeadLetter]) -> FlushResult:
         dead_lines = sum(_line_count(letter.value) for letter in letters)
@@ -181,15 +213,26 @@ class Flusher:
         metrics.DLQ_RECORDS.inc(len(letters))
         return FlushResult(batch, done=True, lines_written=written, dead_letters=letters)
 
-    def _write(self, body: bytes) -> None:
-        """Write, retrying transient failures until success; raises refusals, auth errors and `Abandoned`."""
+    def _write(self, body: bytes, *, splittable: bool = False) -> None:
+        """Write, retrying transient failures until success; raises refusals, auth errors and `Abandoned`.
+
+        `splittable`: on a timeout that leaves `body` larger than the new request size, raise `_Resize`
+        instead of retrying it whole.
+        """
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                self.sink.write(body)
+                if self.sizer is None:
+                    self.sink.write(body)
+                else:
+                    self.sink.write(body, timeout_s=self.sizer.timeout_s)
             except InfluxUnavailableError as exc:
                 metrics.WRITE_FAILURES.labels("unavailable").inc()
+                if exc.timed_out and self.sizer is not None:
+                    self.sizer.timed_out()
+                    if splittable and _line_count(body) > self.sizer.lines:
+                        raise _Resize from exc  # written again in smaller requests
                 delay = self.backoff.delay(attempt, exc.retry_after_s)
                 if self.health.failing_since is None:
                     self.health.failing_since = time.monotonic()
@@ -202,7 +245,10 @@ class Flusher:
             except InfluxRejectedError:
                 metrics.WRITE_FAILURES.labels("rejected").inc()
                 raise
-            metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.WRITE_SECONDS.observe(elapsed)
+            if self.sizer is not None:
+                self.sizer.succeeded(elapsed)
             now = time.time()
             metrics.LAST_WRITE_TIMESTAMP.set(now)
             if self.health.failing_since is not None:

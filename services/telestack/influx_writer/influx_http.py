@@ -114,14 +114,20 @@ class InfluxHttp:
 
     # --- writes ---------------------------------------------------------------------------------------
 
-    def write(self, body: bytes, *, bucket: str | None = None, org: str | None = None) -> None:
-        """Write line protocol (nanosecond timestamps). Raises `InfluxError` subclasses; returns on 2xx."""
+    def write(
+        self, body: bytes, *, bucket: str | None = None, org: str | None = None, timeout_s: float | None = None
+    ) -> None:
+        """Write line protocol (nanosecond timestamps). Raises `InfluxError` subclasses; returns on 2xx.
+
+        `timeout_s` replaces ``influx.timeout_ms`` for this request (the writer adapts it to InfluxDB's pace).
+        """
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self.gzip_level > 0:
             body = gzip.compress(body, compresslevel=self.gzip_level)
             headers["Content-Encoding"] = "gzip"
         params = {"org": org or self.settings.org, "bucket": bucket or self.settings.bucket, "precision": "ns"}
-        response = self._send("POST", "/api/v2/write", params=params, content=body, headers=headers)
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": httpx.Timeout(timeout_s)}
+        response = self._send("POST", "/api/v2/write", params=params, content=body, headers=headers, **extra)
         error = error_for_response(response.status_code, response.text, response.headers.get("Retry-After"))
         if error is not None:
             raise error
@@ -205,5 +211,6 @@ class InfluxHttp:
 
 
 def _transport_error(exc: httpx.HTTPError) -> InfluxUnavailableError:
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-    return InfluxUnavailableError(f"InfluxDB {kind}: {type(exc).__name__}: {exc}")
+    timed_out = isinstance(exc, httpx.TimeoutException)
+    kind = "timed out" if timed_out else "unreachable"
+    return InfluxUnavailableError(f"InfluxDB {kind}: {type(exc).__name__}: {exc}", timed_out=timed_out)

@@ -13,7 +13,10 @@ __all__ = [
     "PAUSED",
     "RECORDS_CONSUMED",
     "WRITE_FAILURES",
+    "WRITE_LINES_TARGET",
     "WRITE_SECONDS",
+    "WRITE_TIMEOUTS",
+    "WRITE_TIMEOUT_SECONDS",
 ]
 
 _PREFIX = "telestack_influx_writer"
@@ -32,4 +35,11 @@ WRITE_FAILURES = Counter(
 DLQ_RECORDS = Counter(f"{_PREFIX}_dlq_records", "records (or lines) InfluxDB refused, sent to the DLQ")
 PAUSED = Gauge(f"{_PREFIX}_paused", "1 while consumption is paused because writes are backing up")
 IN_FLIGHT_BATCHES = Gauge(f"{_PREFIX}_in_flight_batches", "batches queued for or being written")
+WRITE_TIMEOUTS = Counter(f"{_PREFIX}_write_timeouts", "write requests InfluxDB did not answer within the timeout")
+WRITE_LINES_TARGET = Gauge(
+    f"{_PREFIX}_write_lines_target", "lines per write request now (halved on timeouts, grown back when fast)"
+)
+WRITE_TIMEOUT_SECONDS = Gauge(
+    f"{_PREFIX}_write_timeout_seconds", "timeout of a write request now (doubled on timeouts, back when fast)"
+)
 LAST_WRITE_TIMESTAMP = Gauge(f"{_PREFIX}_last_write_timestamp_seconds", "Unix time of the last successful write")

@@ -28,12 +28,20 @@ def _flux_string(text: str) -> str:
 def downsample_flux(*, raw_bucket: str, downsampled_bucket: str, org: str, storage: StorageOptions) -> str:
     """The Flux script of the downsampling task.
 
-    Each run aggregates the complete windows in ``[now - lookback, now)`` (window-aligned), so a run
-    that was missed or late data that arrived within the lookback is fixed by the next run: the
-    aggregates of a window overwrite themselves. Points carry the window's start time.
+    Each run aggregates only the complete windows not aggregated yet: from the window after the newest one in
+    the downsampled bucket to ``now`` (window-aligned; ``now`` is the run's scheduled time). So a run costs one
+    window of raw data however much the bucket holds, and after missed or failed runs the next one catches up,
+    at most ``downsample_lookback`` back. (``tasks.lastSuccess`` would say the same, but InfluxDB OSS 2.7 only
+    provides it behind a feature flag that is off by default.) ``concurrency: 1`` asks InfluxDB to queue a
+    run while the previous one is still going (InfluxDB OSS 2.7 does not enforce it: see the README). Points
+    carry the window's start time.
+
+    Late data: a window is aggregated once, ``downsample_offset`` after it ends. A point that reaches InfluxDB
+    later (a CAN gateway draining its spool after a long outage) is kept in the raw bucket but is not in the
+    downsampled one; a manual run of the task for a past time (``scheduledFor``) aggregates that window again.
 
     >>> script = downsample_flux(raw_bucket="raw", downsampled_bucket="ds", org="o", storage=StorageOptions())
-    >>> "option task = {name: \\"telestack-downsample\\", every: 1m, offset: 30s}" in script
+    >>> "option task = {name: \\"telestack-downsample\\", every: 1m, offset: 30s, concurrency: 1}" in script
     True
     """
     window = storage.downsample_window
@@ -42,7 +50,7 @@ def downsample_flux(*, raw_bucket: str, downsampled_bucket: str, org: str, stora
     )
     task = (
         f"name: {_flux_string(storage.task_name)}, every: {storage.downsample_every}, "
-        f"offset: {storage.downsample_offset}"
+        f"offset: {storage.downsample_offset}, concurrency: 1"
     )
     return f"""import "date"
 import "types"
@@ -50,7 +58,16 @@ import "types"
 option task = {{{task}}}
 
 stop = date.truncate(t: now(), unit: {window})
-start = date.truncate(t: date.sub(d: {storage.downsample_lookback}, from: stop), unit: {window})
+earliest = date.truncate(t: date.sub(d: {storage.downsample_lookback}, from: stop), unit: {window})
+done = from(bucket: {_flux_string(downsampled_bucket)})
+    |> range(start: earliest, stop: stop)
+    |> keep(columns: ["_time"])
+    |> group()
+    |> max(column: "_time")
+    |> findColumn(fn: (key) => true, column: "_time")
+next = if length(arr: done) > 0 then date.add(d: {window}, to: done[0]) else earliest
+// the new windows only; a manual run for a past time redoes its own window; never more than the lookback
+start = if next >= stop then date.sub(d: {window}, from: stop) else next
 
 raw = from(bucket: {_flux_string(raw_bucket)})
     |> range(start: start, stop: stop)

@@ -95,6 +95,8 @@ class WriterService:
 
     def _step(self, consumer: KafkaConsumer) -> None:
         self._collect(consumer)
+        if self.flusher.sizer is not None:  # smaller batches while InfluxDB is slow: offsets keep moving
+            self.batcher.max_lines = self.flusher.sizer.lines
         if self.flusher.full():
             now = time.monotonic()
             self.full_since = self.full_since or now

@@ -67,9 +67,13 @@ class StorageOptions(Section):
         "1m", description="aggregation window: one mean/min/max/count per numeric field and window"
     )
     downsample_every: str = Field("1m", description="how often the downsampling task runs")
-    downsample_offset: str = Field("30s", description="delay after each run's time, so late points are included")
+    downsample_offset: str = Field(
+        "30s", description="delay after each run's time, so points up to this late are included"
+    )
     downsample_lookback: str = Field(
-        "5m", description="span each run recomputes (windows are overwritten, so late data is picked up)"
+        "5m",
+        description="how far back a run catches up after missed runs; a window is aggregated once, "
+        "downsample_offset after its end (later points stay raw only)",
     )
     task_name: str = Field("telestack-downsample", description="name of the InfluxDB downsampling task")
     writer_token_description: str = Field(
@@ -105,6 +109,12 @@ class WriterOptions(Section):
     gzip_level: int = Field(1, ge=0, le=9, description="gzip level of write requests (0: no compression)")
     max_in_flight: int = Field(
         2, ge=1, le=16, description="batches queued for or being written; past it consumption pauses"
+    )
+    min_write_lines: int = Field(
+        100, ge=1, description="smallest write request when InfluxDB is slow (halved from batch_lines on timeouts)"
+    )
+    max_write_timeout_ms: int = Field(
+        120_000, ge=100, description="longest write timeout when InfluxDB is slow (doubled from influx.timeout_ms)"
     )
     retry_initial_ms: int = Field(200, ge=1, description="first delay before retrying a failed write, ms")
     retry_max_ms: int = Field(5_000, ge=1, description="cap of the exponential retry delay, ms")

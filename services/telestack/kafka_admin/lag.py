@@ -3,6 +3,9 @@
 Read from the brokers with the admin API (committed offsets and end offsets), so it sees every group
 (influx-writer, alerting, ...) without asking the services. `telestack kafka-lag` serves it on /metrics
 for Telegraf, the Pipeline health dashboard shows it.
+
+Every way a probe can fail while Kafka is away (a `KafkaException`, or a future that is not done within the
+timeout: `TimeoutError`) is raised as `KafkaError`, so a caller has one thing to catch.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from telestack.core.kafka import admin_client
 from telestack.core.settings import KafkaSettings
 
 __all__ = ["LagProbe", "lag_by_topic"]
+
+# What a probe of an unreachable or frozen Kafka raises: translated to KafkaError below.
+_PROBE_ERRORS = (KafkaException, TimeoutError)
 
 Partition = tuple[str, int]
 
@@ -45,7 +51,7 @@ class LagProbe:
     def groups(self) -> list[str]:
         try:
             result = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result(self.timeout_s)
-        except KafkaException as exc:
+        except _PROBE_ERRORS as exc:
             raise KafkaError(f"cannot list consumer groups: {exc}") from exc
         return sorted(listing.group_id for listing in result.valid)
 
@@ -55,7 +61,7 @@ class LagProbe:
                 [ConsumerGroupTopicPartitions(group)], request_timeout=self.timeout_s
             )
             partitions = futures[group].result(self.timeout_s).topic_partitions or []
-        except KafkaException as exc:
+        except _PROBE_ERRORS as exc:
             raise KafkaError(f"cannot read the offsets of group {group}: {exc}") from exc
         return {(tp.topic, tp.partition): tp.offset for tp in partitions}
 
@@ -66,7 +72,7 @@ class LagProbe:
         try:
             futures = self.admin.list_offsets(request, request_timeout=self.timeout_s)
             return {(tp.topic, tp.partition): future.result(self.timeout_s).offset for tp, future in futures.items()}
-        except KafkaException as exc:
+        except _PROBE_ERRORS as exc:
             raise KafkaError(f"cannot read end offsets: {exc}") from exc
 
     def lag(self, groups: list[str] | None = None) -> dict[str, dict[str, int]]:
@@ -84,7 +90,7 @@ class LagProbe:
     def _partitions(self, topics: set[str]) -> list[Partition]:
         try:
             metadata = self.admin.list_topics(timeout=self.timeout_s)
-        except KafkaException as exc:
+        except _PROBE_ERRORS as exc:
             raise KafkaError(f"cannot read topic metadata: {exc}") from exc
         return [
             (name, partition)

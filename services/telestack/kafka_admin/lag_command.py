@@ -27,6 +27,7 @@ UP = Gauge("telestack_kafka_lag_probe_up", "1 when the last lag probe reached Ka
 class LagOptions(Section):
     groups: list[str] = Field(default_factory=list, description="consumer groups to watch (empty: every group)")
     interval_s: float = Field(10.0, gt=0, description="time between two probes, s")
+    timeout_s: float = Field(10.0, gt=0, description="how long one probe waits for Kafka, s")
     http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=LAG_PORT), description="/healthz and /metrics")
 
 
@@ -43,16 +44,20 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(LagSettings, args)
     options = settings.kafka_lag
     with service_runtime("kafka-lag", settings.log, options.http) as rt:
-        probe = LagProbe(settings.kafka)
+        probe = LagProbe(settings.kafka, options.timeout_s)
         last: list[tuple[bool, str]] = [(False, "no probe yet")]
         rt.health.add_check("kafka", lambda: last[-1])
         while not rt.shutdown.is_set():
             try:
                 lags = probe.lag(options.groups or None)
-            except KafkaError as exc:
+            except Exception as exc:  # KafkaError while Kafka is away; anything else is a bug: log, go on
                 UP.set(0)
-                last.append((False, str(exc)))
-                rt.log.warning("lag probe failed", error=str(exc))
+                last.append((False, str(exc) or type(exc).__name__))
+                if isinstance(exc, KafkaError):
+                    rt.log.warning("lag probe failed", error=str(exc))
+                else:
+                    rt.log.error("lag probe failed unexpectedly", error=repr(exc))
+                probe = LagProbe(settings.kafka, options.timeout_s)  # fresh metadata for the next try
             else:
                 for group, topics in lags.items():
                     for topic, lag in topics.items():

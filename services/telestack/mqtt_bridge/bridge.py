@@ -11,7 +11,17 @@ Delivery, as it is written below:
 - Every message becomes exactly one Kafka record: line protocol on ``telemetry``, a device ack on ``commands``,
   or the untouched payload on ``telemetry.dlq`` with headers ``mqtt_topic``, ``reason``, ``rule``, ``detail``.
   So a bad message is acknowledged too, once its dead letter is safe, and never blocks the window.
-- A record Kafka reports failed is produced again; its message stays unacknowledged meanwhile.
+- A record Kafka reports failed (the link: a timeout) is produced again; its message stays unacknowledged
+  meanwhile. Kafka answers every record within ``kafka.message_timeout_ms``, so these retries are paced by it
+  and bounded in number by the receive window: that is how an outage of any length is ridden out.
+- A record Kafka refuses (`RecordRejected`, `Delivery.rejected`: larger than ``message.max.bytes``, invalid)
+  or that cannot be queued ``MAX_PRODUCE_ATTEMPTS`` times is dead-lettered instead, with reason ``rejected``.
+  The broker refuses a whole batch for one record too large, so a record it refused is a suspect first:
+  suspects are produced again one at a time, and only one refused again while it was the suspect in flight
+  is taken for the culprit (the others were its neighbours in the batch, and go through). A dead letter goes
+  with its value truncated to fit (`dead_letter_max_bytes`); a dead letter Kafka refuses is cut to
+  ``DEAD_LETTER_MIN_BYTES`` and sent once more; refused again, the message is acknowledged without a
+  record, logged and counted (``records_dropped_total``). So every message ends, and none is retried forever.
 - After a disconnect the broker redelivers every unacknowledged message, so the acks of records from the
   previous connection are dropped (their packet ids belong to that connection). Redelivered messages may
   reach Kafka twice: at-least-once, and InfluxDB overwrites a point with the same series and time.
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import select
 import time
+from collections import deque
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -35,7 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from telestack.core.errors import KafkaError
+from telestack.core.errors import KafkaError, RecordRejected
 from telestack.core.kafka import Delivery, KafkaProducer
 from telestack.core.mqtt import SESSION_EXPIRY_S, make_client
 from telestack.core.runtime import Shutdown, get_logger
@@ -60,12 +71,46 @@ WAIT_IDLE_S = 0.2
 READ_BURST = 64
 # Counters are added to the Prometheus metrics at most this often, s (one inc per message costs a lock).
 METRICS_EVERY_S = 0.5
+# A record that cannot even be queued (produce raised) is tried this many times (once per housekeeping pass)
+# before it is dead-lettered.
+MAX_PRODUCE_ATTEMPTS = 5
+# librdkafka's default message.max.bytes (the producer refuses larger records), bytes.
+KAFKA_MESSAGE_MAX_BYTES = 1_000_000
+# Room left in a dead letter for its key, headers and record overhead, bytes.
+DEAD_LETTER_HEADROOM_BYTES = 16 * 1024
+# A dead letter Kafka refused is sent once more with its value cut to this, bytes.
+DEAD_LETTER_MIN_BYTES = 1024
+
+
+def dead_letter_max_bytes(kafka_config: dict[str, str]) -> int:
+    """The largest payload a dead letter carries whole, from the producer's ``message.max.bytes``.
+
+    >>> dead_letter_max_bytes({})
+    983616
+    >>> dead_letter_max_bytes({"message.max.bytes": "20000"})
+    3616
+    """
+    limit = int(kafka_config.get("message.max.bytes", KAFKA_MESSAGE_MAX_BYTES))
+    return max(DEAD_LETTER_MIN_BYTES, limit - DEAD_LETTER_HEADROOM_BYTES)
 
 
 class _InFlight:
     """One Kafka record and the MQTT message it answers for; called back once Kafka has settled it."""
 
-    __slots__ = ("bridge", "generation", "headers", "key", "kind", "mid", "qos", "timestamp_ms", "topic", "value")
+    __slots__ = (
+        "attempts",
+        "bridge",
+        "generation",
+        "headers",
+        "key",
+        "kind",
+        "mid",
+        "mqtt_topic",
+        "qos",
+        "timestamp_ms",
+        "topic",
+        "value",
+    )
 
     def __init__(
         self,
@@ -79,7 +124,10 @@ class _InFlight:
         generation: int,
         mid: int,
         qos: int,
+        mqtt_topic: str,
     ) -> None:
+        self.attempts = 0
+        self.mqtt_topic = mqtt_topic
         self.bridge = bridge
         self.kind = kind
         self.topic = topic
@@ -123,6 +171,16 @@ class _Counts:
                 setattr(self, kind, 0)
 
 
+def _dead_letter_headers(topic: str, error: MappingError, arrival_ms: int) -> list[tuple[str, str | bytes]]:
+    return [
+        ("mqtt_topic", topic),
+        ("reason", error.reason),
+        ("rule", error.rule or ""),
+        ("detail", error.detail[:1000]),
+        ("received_ms", str(arrival_ms)),
+    ]
+
+
 class MqttBridge:
     """Subscribes, maps, produces and acknowledges; see the module docstring for the delivery rules."""
 
@@ -145,6 +203,7 @@ class MqttBridge:
         self._commands_topic = topics.commands
         self._ack_route = AckRoute.parse(self.options.ack_topic) if self.options.ack_topic else None
         self._max_payload = self.options.max_payload_bytes
+        self._dead_letter_max = dead_letter_max_bytes(settings.kafka.config)
         filters = list(self.options.subscriptions) if self.options.subscriptions else rules.subscriptions()
         if self._ack_route is not None:
             filters = minimal_filters([*filters, self._ack_route.subscription])
@@ -153,6 +212,11 @@ class MqttBridge:
         self._counts = _Counts()
         self.messages_received = 0  # since start, for tests and logs (the metric is process-wide)
         self._retries: list[_InFlight] = []
+        # Records Kafka refused for good, handled after the delivery callbacks (producing from inside one
+        # would poll the producer from inside its own poll).
+        self._refused_records: list[tuple[_InFlight, str]] = []
+        self._suspects: deque[_InFlight] = deque()  # refused in a batch: tried again one at a time
+        self._suspect: _InFlight | None = None  # the one in flight
         # Connection state (the health probes read it from the HTTP thread: single assignments only).
         self._generation = 0
         self._connected = False
@@ -284,7 +348,7 @@ class MqttBridge:
                     error = MappingError("invalid_ack", f"ack handling failed: {exc!r}"[:500])
                     self._dead_letter(topic, payload, error, arrival_ms, token)
                     return
-                self._produce("commands", self._commands_topic, value, device, None, arrival_ms, token)
+                self._produce("commands", self._commands_topic, value, device, None, arrival_ms, token, topic)
                 return
         try:
             mapped = map_message(self.rules, topic, payload, arrival_ns)
@@ -298,20 +362,17 @@ class MqttBridge:
             )
             return
         self._counts.points += mapped.points
-        self._produce("telemetry", self._telemetry_topic, mapped.value, mapped.key, None, arrival_ms, token)
+        self._produce("telemetry", self._telemetry_topic, mapped.value, mapped.key, None, arrival_ms, token, topic)
 
     def _dead_letter(
         self, topic: str, payload: bytes, error: MappingError, arrival_ms: int, token: tuple[int, int, int]
     ) -> None:
         metrics.DEAD_LETTERS.labels(error.reason).inc()
-        headers: list[tuple[str, str | bytes]] = [
-            ("mqtt_topic", topic),
-            ("reason", error.reason),
-            ("rule", error.rule or ""),
-            ("detail", error.detail[:1000]),
-            ("received_ms", str(arrival_ms)),
-        ]
-        self._produce("dlq", self._dlq_topic, payload, topic, headers, arrival_ms, token)
+        headers = _dead_letter_headers(topic, error, arrival_ms)
+        if len(payload) > self._dead_letter_max:
+            headers += [("truncated", "true"), ("payload_bytes", str(len(payload)))]
+            payload = payload[: self._dead_letter_max]
+        self._produce("dlq", self._dlq_topic, payload, topic, headers, arrival_ms, token, topic)
 
     # --- Kafka --------------------------------------------------------------------------------------------
 
@@ -324,11 +385,13 @@ class MqttBridge:
         headers: list[tuple[str, str | bytes]] | None,
         arrival_ms: int,
         token: tuple[int, int, int],
+        mqtt_topic: str,
     ) -> None:
         generation, mid, qos = token
-        self._send(_InFlight(self, kind, topic, value, key, headers, arrival_ms, generation, mid, qos))
+        self._send(_InFlight(self, kind, topic, value, key, headers, arrival_ms, generation, mid, qos, mqtt_topic))
 
     def _send(self, record: _InFlight) -> None:
+        record.attempts += 1
         try:
             self.producer.produce(
                 record.topic,
@@ -338,14 +401,68 @@ class MqttBridge:
                 timestamp_ms=record.timestamp_ms,
                 on_delivery=record,
             )
-        except KafkaError as exc:
-            # Not queued (e.g. an invalid topic name): the MQTT message stays unacknowledged; retried later.
+        except RecordRejected as exc:
             self._counts.failures += 1
+            self._refused(record, str(exc))
+        except KafkaError as exc:
+            # Not queued (e.g. an invalid topic name): the MQTT message stays unacknowledged; retried a few times.
+            self._counts.failures += 1
+            if record.attempts >= MAX_PRODUCE_ATTEMPTS:
+                self._refused(record, f"not queued after {record.attempts} attempts: {exc}")
+                return
             self.log.error("kafka produce failed; will retry", topic=record.topic, error=str(exc))
             self._retries.append(record)
 
+    def _refused(self, record: _InFlight, error: str) -> None:
+        """Kafka will not take `record`: dead-letter it (truncated to fit), or end its message without a record."""
+        if record.kind != "dlq":
+            self.log.warning("kafka refused a record; dead-lettering it", topic=record.topic, error=error)
+            metrics.DEAD_LETTERS.labels("rejected").inc()
+            value = record.value if isinstance(record.value, bytes) else record.value.encode("utf-8")
+            headers = _dead_letter_headers(record.mqtt_topic, MappingError("rejected", error), record.timestamp_ms)
+            if len(value) > self._dead_letter_max:
+                headers += [("truncated", "true"), ("payload_bytes", str(len(value)))]
+                value = value[: self._dead_letter_max]
+            token = (record.generation, record.mid, record.qos)
+            self._produce(
+                "dlq", self._dlq_topic, value, record.mqtt_topic, headers, record.timestamp_ms, token, record.mqtt_topic
+            )
+            return
+        if not any(name == "cut_to" for name, _ in record.headers or ()):
+            self.log.warning("kafka refused a dead letter; sending it cut short", error=error)
+            value = record.value if isinstance(record.value, bytes) else record.value.encode("utf-8")
+            kept = [(k, v) for k, v in record.headers or () if k not in ("truncated", "payload_bytes", "detail")]
+            original = next((v for k, v in record.headers or () if k == "payload_bytes"), str(len(value)))
+            record.headers = [
+                *kept,
+                ("detail", error[:500]),
+                ("truncated", "true"),
+                ("payload_bytes", original),
+                ("cut_to", str(DEAD_LETTER_MIN_BYTES)),
+            ]
+            record.value = value[:DEAD_LETTER_MIN_BYTES]
+            record.attempts = 0
+            self._send(record)
+            return
+        # Even the cut dead letter is refused (a broken topic or broker): end the message rather than hold it.
+        self.log.error(
+            "kafka refused the dead letter; message acknowledged without a record",
+            mqtt_topic=record.mqtt_topic,
+            error=error,
+        )
+        metrics.RECORDS_DROPPED.inc()
+        self._ack(record)
+
+    def _ack(self, record: _InFlight) -> None:
+        if record.qos and record.generation == self._generation and self._connected:
+            self.client.ack(record.mid, record.qos)
+            self._counts.acked += 1
+
     def _settle(self, record: _InFlight, delivery: Delivery) -> None:
         counts = self._counts
+        was_suspect = record is self._suspect
+        if was_suspect:
+            self._suspect = None
         if delivery.ok:
             self._last_confirm = time.monotonic()
             if record.kind == "telemetry":
@@ -355,12 +472,16 @@ class MqttBridge:
             else:
                 counts.commands += 1
                 counts.commands_acks += 1
-            if record.qos and record.generation == self._generation and self._connected:
-                self.client.ack(record.mid, record.qos)
-                counts.acked += 1
+            self._ack(record)
             return
         counts.failures += 1
         stale = record.qos > 0 and record.generation != self._generation
+        if delivery.rejected and not stale:
+            if was_suspect:  # refused while it was the one being tried: the culprit
+                self._refused_records.append((record, delivery.error or "rejected"))
+            else:
+                self._suspects.append(record)
+            return
         self.log.warning(
             "kafka delivery failed",
             topic=record.topic,
@@ -370,6 +491,15 @@ class MqttBridge:
         )
         if not stale:
             self._retries.append(record)
+
+    def _serve_refused(self) -> None:
+        while self._refused_records:
+            refused, self._refused_records = self._refused_records, []
+            for record, error in refused:
+                self._refused(record, error)
+        if self._suspect is None and self._suspects:
+            self._suspect = self._suspects.popleft()
+            self._send(self._suspect)
 
     def _produce_retries(self) -> None:
         retries, self._retries = self._retries, []
@@ -434,6 +564,7 @@ class MqttBridge:
         if client.socket() is not None and (writable or client.want_write()):
             client.loop_write()
         self.producer.poll(0)  # delivery callbacks: acks are queued and written just below or next pass
+        self._serve_refused()
         if client.want_write() and client.socket() is not None:
             client.loop_write()
 
@@ -458,8 +589,9 @@ class MqttBridge:
         self._draining = True
         client = self.client
         deadline = time.monotonic() + (self.options.drain_timeout_s if timeout_s is None else timeout_s)
-        while self.producer.pending() and time.monotonic() < deadline:
+        while (self.producer.pending() or self._refused_records or self._suspects) and time.monotonic() < deadline:
             self.producer.poll(0.05)
+            self._serve_refused()
             if client.socket() is not None and client.want_write():
                 client.loop_write()
         if client.socket() is not None:
@@ -496,7 +628,7 @@ class MqttBridge:
         return down_for <= self.options.reconnect_bound_s, detail
 
     def kafka_health(self) -> tuple[bool, str]:
-        pending = self.producer.pending() + len(self._retries)
+        pending = self.producer.pending() + len(self._retries) + len(self._suspects)
         if self.producer.last_error and self.producer.last_error.startswith("fatal"):
             return False, self.producer.last_error
         waiting = time.monotonic() - self._last_confirm

@@ -17,8 +17,16 @@ from telestack.core.errors import TelestackError
 
 __all__ = ["REASONS", "MappingError", "MqttBridgeError", "Reason", "RuleError"]
 
-Reason = Literal["unmapped", "unparseable", "invalid", "oversize", "invalid_ack", "tag_mismatch"]
-REASONS: tuple[Reason, ...] = ("unmapped", "unparseable", "invalid", "oversize", "invalid_ack", "tag_mismatch")
+Reason = Literal["unmapped", "unparseable", "invalid", "oversize", "invalid_ack", "tag_mismatch", "rejected"]
+REASONS: tuple[Reason, ...] = (
+    "unmapped",
+    "unparseable",
+    "invalid",
+    "oversize",
+    "invalid_ack",
+    "tag_mismatch",
+    "rejected",
+)
 
 
 class MqttBridgeError(TelestackError):
@@ -38,7 +46,8 @@ class MappingError(MqttBridgeError):
     - ``oversize``: the payload is larger than ``mqtt_bridge.max_payload_bytes``;
     - ``invalid_ack``: a device acknowledgement that is not a valid `DeviceAck`;
     - ``tag_mismatch``: the payload names another device (or contradicts another tag the topic or the rule sets):
-      the topic is the authenticated identity (the broker's ACL ties it to the login), so it is not overridden.
+      the topic is the authenticated identity (the broker's ACL ties it to the login), so it is not overridden;
+    - ``rejected``: Kafka refused the record it was mapped to (larger than ``message.max.bytes``...).
     """
 
     def __init__(self, reason: Reason, detail: str, *, rule: str | None = None) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "MESSAGES_RECEIVED",
     "POINTS",
     "RECORDS_CONFIRMED",
+    "RECORDS_DROPPED",
 ]
 
 MESSAGES_RECEIVED = Counter("telestack_mqtt_bridge_messages_received_total", "MQTT messages received")
@@ -36,6 +37,10 @@ DEAD_LETTERS = Counter(
 COMMAND_ACKS = Counter("telestack_mqtt_bridge_command_acks_total", "device command acks forwarded to Kafka")
 DELIVERY_FAILURES = Counter(
     "telestack_mqtt_bridge_delivery_failures_total", "Kafka records reported failed (they are produced again)"
+)
+RECORDS_DROPPED = Counter(
+    "telestack_mqtt_bridge_records_dropped_total",
+    "messages acknowledged without a record: Kafka refused even their truncated dead letter (see the log)",
 )
 DISCONNECTS = Counter("telestack_mqtt_bridge_disconnects_total", "unexpected disconnections from the MQTT broker")
 CONNECTED = Gauge("telestack_mqtt_bridge_connected", "1 while connected to the MQTT broker")

@@ -30,7 +30,7 @@ from telestack.native.servers import (
     stop_process_group,
 )
 
-__all__ = ["NativeStack", "default_run_dir", "shared_or_own_servers"]
+__all__ = ["NativeStack", "default_run_dir", "processes_of", "shared_or_own_servers", "stop_run_dir"]
 
 SHARED_ENDPOINTS_ENV = "TELESTACK_TEST_ENDPOINTS"
 
@@ -106,9 +106,7 @@ class NativeStack:
         started = time.monotonic()
         for server in self.servers:
             server.start()
-        self.pids_path.write_text(
-            json.dumps({s.name: s.process.pid for s in self.servers if s.process is not None}) + "\n"
-        )
+        self.save_pids()
         try:
             with ThreadPoolExecutor(len(self.servers)) as pool:
                 for future in [pool.submit(server.wait_ready) for server in self.servers]:
@@ -144,6 +142,12 @@ class NativeStack:
         report(f"servers ready in {time.monotonic() - started:.1f} s: {self.endpoints.versions()}")
         return self.endpoints
 
+    def save_pids(self) -> None:
+        """Write ``pids.json`` (again after a server was restarted), for ``down`` from another process."""
+        self.pids_path.write_text(
+            json.dumps({s.name: s.process.pid for s in self.servers if s.process is not None}) + "\n"
+        )
+
     def stop(self) -> None:
         for server in reversed(self.servers):
             server.stop()
@@ -159,16 +163,58 @@ class NativeStack:
 
 
 def stop_run_dir(run_dir: Path) -> list[str]:
-    """Stop the servers a previous ``up`` started in `run_dir` (from another process); returns their names."""
+    """Stop the servers a previous ``up`` started in `run_dir` (from another process); returns what it stopped.
+
+    From ``pids.json``, and then from the process table: a server whose pid file is gone (deleted, or written
+    before the server was restarted) is found by its command line, which names its data directory in
+    `run_dir`.
+    """
     pids_path = run_dir / "pids.json"
-    if not pids_path.exists():
-        return []
-    pids: dict[str, int] = json.loads(pids_path.read_text())
-    for name, pid in pids.items():
-        report(f"stopping {name} (pid {pid})")
+    stopped: list[str] = []
+    if pids_path.exists():
+        pids: dict[str, int] = json.loads(pids_path.read_text())
+        for name, pid in pids.items():
+            if _mentions(pid, run_dir):
+                report(f"stopping {name} (pid {pid})")
+                stop_process_group(pid)
+                stopped.append(name)
+        pids_path.unlink()
+    for pid in processes_of(run_dir):
+        report(f"stopping pid {pid}, left running from {run_dir}")
         stop_process_group(pid)
-    pids_path.unlink()
-    return list(pids)
+        stopped.append(f"pid {pid}")
+    return stopped
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _mentions(pid: int, run_dir: Path) -> bool:
+    """Guards against a recycled pid: the process must still name a path inside `run_dir`."""
+    return (str(run_dir.resolve()) + "/").encode() in _cmdline(pid)
+
+
+def processes_of(run_dir: Path) -> list[int]:
+    """Process-group leaders (each server runs in its own session) whose command line names a path in `run_dir`;
+    never this process's own group."""
+    own = {os.getpid(), os.getpgid(0)}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if pid in own or os.getpgid(pid) != pid:
+                continue
+        except OSError:
+            continue
+        if _mentions(pid, run_dir):
+            found.append(pid)
+    return sorted(found)
 
 
 @contextlib.contextmanager
