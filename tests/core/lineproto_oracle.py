@@ -124,6 +124,8 @@ def _checked_point(doc: dict[str, object]) -> Point | str:
             return "empty field key"
         if key == "time":
             return "field key 'time' is dropped by storage"
+        if kind == "empty":
+            return f"field {key!r} has no value (Point.Fields() skips it)"
         value = _value(kind, _text(raw))
         if isinstance(value, str) and len(value.encode("utf-8")) > MAX_STRING_FIELD_BYTES:
             return "string field over 1 MiB is dropped by storage"

@@ -4,13 +4,12 @@
 // (http/points/points_parser.go), and prints one JSON object per input on stdout:
 //
 //	{"points": [{"measurement": "m", "tags": [["k","v"]], "fields": [["f","float","1.5"]],
-//	             "time": "1700000000000000000" | null}], "error": null | "...",
-//	 "fields_error": null | "..."}
+//	             "time": "1700000000000000000" | null, "error": null | "..."}], "error": null | "..."}
 //
 // "fields" is the point's field iterator in line order (what storage writes), with the value as
 // a string (floats in Go's shortest form); "time" is null when the line had no timestamp (the
-// input is parsed twice with two default times to tell). "fields_error" is what Point.Fields()
-// reports when a value that the scanner accepted does not convert. A parser panic is reported as
+// input is parsed twice with two default times to tell). A point's "error" is what its field
+// iterator or Point.Fields() reports when a value that the scanner accepted does not convert. A parser panic is reported as
 // an error starting with "panic:". Strings that are not valid UTF-8 are written as {"b64": "..."}.
 //
 // Input on stdin, one case after another: a header line "<precision> <byte length>\n" (precision
@@ -52,12 +51,12 @@ type point struct {
 	Tags        [][2]text `json:"tags"`
 	Fields      [][3]text `json:"fields"`
 	Time        *string   `json:"time"`
+	Error       *string   `json:"error"`
 }
 
 type answer struct {
-	Points      []point `json:"points"`
-	Error       *string `json:"error"`
-	FieldsError *string `json:"fields_error"`
+	Points []point `json:"points"`
+	Error  *string `json:"error"`
 }
 
 // Two default times far from each other: a point whose time differs between the two parses had none.
@@ -148,9 +147,9 @@ func answerFor(buf []byte, precision string) answer {
 		} else {
 			out.Time = nil
 		}
-		if err != nil && ans.FieldsError == nil {
+		if err != nil {
 			s := err.Error()
-			ans.FieldsError = &s
+			out.Error = &s
 		}
 		ans.Points = append(ans.Points, out)
 	}
