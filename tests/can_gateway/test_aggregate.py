@@ -11,7 +11,7 @@ from cantools.database import Database
 from telestack.can_gateway.aggregate import Aggregator
 from telestack.can_gateway.command import build_gateway
 from telestack.can_gateway.decoder import Frame
-from telestack.core.lineproto import parse_lines
+from telestack.core.lineproto import UInt, parse_lines
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings
 from tests.can_gateway.conftest import SESSION_LOG, consume, gateway_settings
@@ -78,3 +78,17 @@ def test_gateway_aggregates_a_session_per_second(
         assert point.fields["VehicleSpeed_max"] == max(values)  # type: ignore[type-var]
     cells = [p for p in points if p.measurement == "BmsCellVoltages"]
     assert {p.tags["mux"] for p in cells} == {str(g) for g in range(6)}  # one series per cell group
+
+
+def test_uint64_fields_keep_their_type() -> None:
+    agg = Aggregator(1.0)
+    agg.add_lines([f"m,bus=a u={2**64 - 1}u 1000000000", f"m,bus=a u={2**63}u 1100000000"])
+    (point,) = parse_lines("\n".join(agg.flush_all()))
+    assert point.fields == {
+        "u_mean": (2**64 - 1 + 2**63) / 2,
+        "u_min": 2**63,
+        "u_max": 2**64 - 1,
+        "u_last": 2**63,
+        "u_count": 2,
+    }
+    assert [type(point.fields[k]) for k in ("u_min", "u_max", "u_last", "u_count")] == [UInt, UInt, UInt, int]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import time
 import math
+import time
 
 import pytest
 from hypothesis import given
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from telestack.core.errors import LineProtocolError
 from telestack.core.lineproto import (
     INT64_MAX,
+    INT64_MIN,
     MAX_TIME_NS,
     MIN_TIME_NS,
-    INT64_MIN,
     UINT64_MAX,
     Point,
     UInt,
@@ -93,7 +93,7 @@ def test_format_rejects_what_influxdb_cannot_store(point: Point, reason: str) ->
     "point",
     [
         Point("m", {"k": "a\\,b", "e\\ x": "x\\\\y"}, {"v": 1.0}),
-        Point("a\\=b\\\"c\\,d", {}, {"v": 1.0}),
+        Point('a\\=b\\"c\\,d', {}, {"v": 1.0}),
         Point("m", {}, {"big": INT64_MAX + 1, "max": UINT64_MAX}, MAX_TIME_NS),
         Point("m", {}, {"\tk": 1.0, "a": 2.0}, MIN_TIME_NS),
     ],

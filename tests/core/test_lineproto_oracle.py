@@ -10,6 +10,7 @@ Where InfluxDB's parser accepts what its storage drops, we must refuse: see ``te
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import os
@@ -70,10 +71,8 @@ def disagreement(text: str, answer: Answer) -> str | None:
     good: list[Point] = []
     try:
         for line_no, line in iter_lines(text):
-            try:
+            with contextlib.suppress(LineProtocolError):
                 good.append(parse_line(line, line_no))
-            except LineProtocolError:
-                pass
     except Exception as exc:
         return f"iter_lines/parse_line crashed: {exc!r}"
     theirs = [p for p in points if isinstance(p, Point)]
@@ -161,7 +160,16 @@ VALUES += ["17976931348623157000000000000000000000000000000000000000000000000000
            "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
            "00000000000000000000000000000000000000000"]  # fmt: skip
 TIMES = ["1", "0", "-1", "01", "1700000000000000000", "9223372036854775806", "9223372036854775807"]
-TIMES += ["-9223372036854775806", "-9223372036854775807", "-9223372036854775808", "", "-", "1.5", "1i", "99999999999999999999"]
+TIMES += [
+    "-9223372036854775806",
+    "-9223372036854775807",
+    "-9223372036854775808",
+    "",
+    "-",
+    "1.5",
+    "1i",
+    "99999999999999999999",
+]
 SEPARATORS = [" "] * 12 + ["  ", "\t", " \t", "\x00", ""]
 MUTATIONS = [" ", ",", "=", '"', "\\", "\n", "\t", "#", "\r", "\x00", "é"]
 
@@ -233,7 +241,9 @@ def check_round_trip(oracle: Oracle, points: Sequence[Point]) -> tuple[list[str]
     return problems, refused
 
 
-TEXT_BITS = ["a", "Z", "é", "✓", "\U0001f600", " ", ",", "=", '"', "time"] * 6 + ["\\"] * 3 + ["\t", "\x00", "\n", "\r", "#"]
+TEXT_BITS = (
+    ["a", "Z", "é", "✓", "\U0001f600", " ", ",", "=", '"', "time"] * 6 + ["\\"] * 3 + ["\t", "\x00", "\n", "\r", "#"]
+)
 
 
 def _text(rnd: random.Random, empty: bool = False) -> str:
@@ -244,7 +254,9 @@ def _text(rnd: random.Random, empty: bool = False) -> str:
 def _field_value(rnd: random.Random) -> FieldValue:
     kind = rnd.randrange(8)
     if kind == 0:
-        return rnd.choice((0.0, -0.0, 1.5, -1e-300, 5e-324, 1.7976931348623157e308, 1e16, 0.1, float("nan"), float("inf")))
+        return rnd.choice(
+            (0.0, -0.0, 1.5, -1e-300, 5e-324, 1.7976931348623157e308, 1e16, 0.1, float("nan"), float("inf"))
+        )
     if kind == 1:
         return rnd.uniform(-1e6, 1e6)
     if kind == 2:

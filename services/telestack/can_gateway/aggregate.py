@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from telestack.core.lineproto import FieldValue, Point, format_point, parse_line
+from telestack.core.lineproto import FieldValue, Point, format_point, iter_lines, parse_line
 
 __all__ = ["FUNCTIONS", "Aggregator"]
 
@@ -68,9 +68,8 @@ class Aggregator:
         """Account `lines` (each may hold several, newline-separated); return the windows they closed."""
         out: list[str] = []
         for text in lines:
-            for line in text.split("\n"):
-                if line:
-                    self._add(parse_line(line), out)
+            for line_no, line in iter_lines(text):
+                self._add(parse_line(line, line_no), out)
         return out
 
     def _add(self, point: Point, out: list[str]) -> None:

@@ -625,7 +625,9 @@ def format_point(point: Point) -> str:
     if point.time_ns is not None:
         time_ns = int(point.time_ns)
         if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
-            raise LineProtocolError(f"timestamp {time_ns} ns is outside InfluxDB's range {MIN_TIME_NS} to {MAX_TIME_NS}")
+            raise LineProtocolError(
+                f"timestamp {time_ns} ns is outside InfluxDB's range {MIN_TIME_NS} to {MAX_TIME_NS}"
+            )
         line = f"{line} {time_ns}"
     if not line.isascii():
         try:
