@@ -124,6 +124,25 @@ _FIELD_VALUE_STOP = re.compile(r'[\\",]')  # scanFieldValue
 _STRING_ESCAPE = re.compile(r'\\([\\"])')  # unescapeStringField
 _PLAIN = re.compile(r'[\\"\t\x00\n]')  # a line without these takes the fast path
 
+# The usual line with escapes and string fields: single spaces; in names, a backslash only right before a space,
+# comma or equals sign (or quote, in field keys) that it escapes, never before another backslash; no quote in
+# the measurement or tags; no tab or NUL in field keys. For such a line every scanner of InfluxDB's parser
+# (scanLine, scanKey, scanFields, the field iterator) finds the same separators, so a regular expression
+# finds them too. Anything else takes the full port.
+_MEASUREMENT = r'(?:[^\\ ,\n"#\t\x00]|\\[ ,=])(?:[^\\ ,\n"]|\\[ ,=])*'
+_TAG_PART = r'(?:[^\\ ,=\n"]|\\[ ,=])+'
+_FIELD_KEY = r'(?:[^\\ ,="\n\t\x00]|\\[ ,="])+'
+_FIELD_VALUE = r'"(?:[^\\"]|\\.)*"|[^\\ ,"=\n]+'
+_USUAL = re.compile(
+    rf"({_MEASUREMENT}(?:,{_TAG_PART}={_TAG_PART})*)"
+    rf" ({_FIELD_KEY}=(?:{_FIELD_VALUE})(?:,{_FIELD_KEY}=(?:{_FIELD_VALUE}))*)"
+    r"(?: (-?[0-9]+))?",
+    re.S,
+)
+_USUAL_FIELD = re.compile(rf"({_FIELD_KEY})=({_FIELD_VALUE})", re.S)
+_KEY_SEPARATOR = re.compile(r"(?<!\\)[,=]")
+_TAGS_START = re.compile(r"(?<!\\),")
+
 
 def _bad(reason: str) -> LineProtocolError:
     return LineProtocolError(reason)
@@ -168,7 +187,7 @@ def _blocks(text: str) -> Iterator[tuple[int, str]]:
         end = find("\n", pos)
         if end < 0:
             end = n
-        if find('"', pos, end) >= 0 or (end > pos and text[end - 1] == "\\"):
+        if (find('"', pos, end) >= 0 or (end > pos and text[end - 1] == "\\")) and not _USUAL.fullmatch(text, pos, end):
             end = _scan_line(text, pos)
         block = text[pos:end]
         first_no = line_no
@@ -501,11 +520,46 @@ def _parse_full(buf: str) -> Point:
     return Point(measurement, tags, fields, time_ns)
 
 
+def _parse_usual(match: re.Match[str]) -> Point:
+    key, field_set, stamp = match.groups()
+    first_comma = _TAGS_START.search(key)
+    tags: dict[str, str] = {}
+    if first_comma is None:
+        measurement = _unescape(key, ', "=')
+    else:
+        measurement = _unescape(key[: first_comma.start()], ', "=')
+        parts = _KEY_SEPARATOR.split(key[first_comma.end() :])
+        for raw_key, raw_value in zip(parts[0::2], parts[1::2], strict=True):
+            if raw_key in _RESERVED_TAG_KEYS:
+                raise _bad(f"cannot use reserved tag key {raw_key!r}")
+            tags[_unescape(raw_key, ", =")] = _unescape(raw_value, ", =")
+        if len(tags) * 2 != len(parts):
+            raise _bad("duplicate tags")
+    fields: dict[str, FieldValue] = {}
+    pairs = _USUAL_FIELD.findall(field_set)
+    for raw_key, raw in pairs:
+        field_key = _unescape(raw_key, ', "=')
+        head = raw[0]
+        if head == '"':
+            value: FieldValue = _STRING_ESCAPE.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
+        elif head in _NUMBER_START:
+            value = _number(raw, field_key)
+        else:
+            value = _boolean(raw, field_key)
+        _add_field(fields, field_key, value)
+    if len(key) * 4 + 4 + len(field_set) * 4 > MAX_KEY_BYTES:
+        _check_key_lengths(key, (raw_key for raw_key, _ in pairs))
+    return Point(measurement, tags, fields, None if stamp is None else _check_time(stamp))
+
+
 def _parse(line: str) -> Point:
     if not _PLAIN.search(line) and line and line[0] != " ":
         point = _parse_plain(line)
         if point is not None:
             return point
+    match = _USUAL.fullmatch(line)
+    if match is not None:
+        return _parse_usual(match)
     return _parse_full(line)
 
 
