@@ -111,6 +111,7 @@ _BOOLEANS = {
 _INT = re.compile(r"-?[0-9]+")
 _UINT = re.compile(r"[0-9]+")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NUMBER = re.compile(rf"(-?[0-9]+)i|([0-9]+)u|({_FLOAT.pattern})").fullmatch
 _TIMESTAMP = re.compile(r"-?[0-9]+")
 _NUMBER_START = frozenset("0123456789.-Nn")
 
@@ -177,18 +178,23 @@ def _scan_line(text: str, i: int) -> int:
         i += 1
 
 
-def _blocks(text: str) -> Iterator[tuple[int, str]]:
-    """ParsePointsWithPrecision's loop: (line number, line) for each line that is not blank or a comment."""
+def _blocks(text: str) -> Iterator[tuple[int, str, re.Match[str] | None]]:
+    """ParsePointsWithPrecision's loop: (line number, line, its `_USUAL` match if taken) for each line that is
+    not blank or a comment."""
     n = len(text)
     pos = 0
     line_no = 1
     find = text.find
+    usual = _USUAL.fullmatch
     while pos < n:
         end = find("\n", pos)
         if end < 0:
             end = n
-        if (find('"', pos, end) >= 0 or (end > pos and text[end - 1] == "\\")) and not _USUAL.fullmatch(text, pos, end):
-            end = _scan_line(text, pos)
+        match = None
+        if find('"', pos, end) >= 0 or (end > pos and text[end - 1] == "\\"):
+            match = usual(text, pos, end)  # a usual line ends at its newline; any other: scan it
+            if match is None:
+                end = _scan_line(text, pos)
         block = text[pos:end]
         first_no = line_no
         line_no += 1 + block.count("\n")
@@ -198,7 +204,7 @@ def _blocks(text: str) -> Iterator[tuple[int, str]]:
             continue
         if line[-1] == "\n":
             line = line[:-1]
-        yield first_no, line
+        yield first_no, line, match
 
 
 def _utf8_len(text: str) -> int:
@@ -207,24 +213,27 @@ def _utf8_len(text: str) -> int:
 
 def _number(raw: str, key: str) -> FieldValue:
     """scanNumber and the field iterator's conversion, for a value that starts like a number."""
-    last = raw[-1]
-    if last == "i":
-        if _INT.fullmatch(raw, 0, len(raw) - 1):
-            value = int(raw[:-1])
+    match = _NUMBER(raw)
+    if match is not None:
+        kind = match.lastindex
+        if kind == 1:
+            value = int(match[1])
             if INT64_MIN <= value <= INT64_MAX:
                 return value
-        raise _bad(f"field {key!r}: invalid integer {raw!r} (int64)")
-    if last == "u":
-        if _UINT.fullmatch(raw, 0, len(raw) - 1):
-            value = int(raw[:-1])
+        elif kind == 2:
+            value = int(match[2])
             if value <= UINT64_MAX:
                 return UInt(value)
-        raise _bad(f"field {key!r}: invalid unsigned integer {raw!r} (uint64)")
-    if _FLOAT.fullmatch(raw):
-        number = float(raw)
-        if math.isinf(number):
+        else:
+            number = float(raw)
+            if number != math.inf and number != -math.inf:
+                return number
             raise _bad(f"field {key!r}: {raw} is out of the float64 range")
-        return number
+        raise _bad(f"field {key!r}: {raw} is out of the {'int64' if kind == 1 else 'uint64'} range")
+    if raw[-1] == "i":
+        raise _bad(f"field {key!r}: invalid integer {raw!r}")
+    if raw[-1] == "u":
+        raise _bad(f"field {key!r}: invalid unsigned integer {raw!r}")
     raise _bad(f"field {key!r}: invalid number {raw!r}")
 
 
@@ -236,7 +245,7 @@ def _boolean(raw: str, key: str) -> bool:
 
 
 def _check_time(raw: str) -> int:
-    if not _TIMESTAMP.fullmatch(raw):
+    if not (raw.isdigit() and raw.isascii()) and not _TIMESTAMP.fullmatch(raw):
         raise _bad(f"invalid timestamp {raw!r}")
     value = int(raw)
     if not MIN_TIME_NS <= value <= MAX_TIME_NS:
@@ -522,37 +531,47 @@ def _parse_full(buf: str) -> Point:
 
 def _parse_usual(match: re.Match[str]) -> Point:
     key, field_set, stamp = match.groups()
-    first_comma = _TAGS_START.search(key)
+    first_comma = _TAGS_START.search(key) if "," in key else None
     tags: dict[str, str] = {}
     if first_comma is None:
         measurement = _unescape(key, ', "=')
     else:
-        measurement = _unescape(key[: first_comma.start()], ', "=')
+        measurement = key[: first_comma.start()]
+        if "\\" in measurement:
+            measurement = _unescape(measurement, ', "=')
         parts = _KEY_SEPARATOR.split(key[first_comma.end() :])
         for raw_key, raw_value in zip(parts[0::2], parts[1::2], strict=True):
             if raw_key in _RESERVED_TAG_KEYS:
                 raise _bad(f"cannot use reserved tag key {raw_key!r}")
-            tags[_unescape(raw_key, ", =")] = _unescape(raw_value, ", =")
+            tags[_unescape(raw_key, ", =") if "\\" in raw_key else raw_key] = (
+                _unescape(raw_value, ", =") if "\\" in raw_value else raw_value
+            )
         if len(tags) * 2 != len(parts):
             raise _bad("duplicate tags")
     fields: dict[str, FieldValue] = {}
     pairs = _USUAL_FIELD.findall(field_set)
     for raw_key, raw in pairs:
-        field_key = _unescape(raw_key, ', "=')
+        field_key = _unescape(raw_key, ', "=') if "\\" in raw_key else raw_key
         head = raw[0]
         if head == '"':
             value: FieldValue = _STRING_ESCAPE.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
-        elif head in _NUMBER_START:
-            value = _number(raw, field_key)
+            if len(value) * 4 > MAX_STRING_BYTES or field_key in fields or field_key == "time":
+                _add_field(fields, field_key, value)
+                continue
         else:
-            value = _boolean(raw, field_key)
-        _add_field(fields, field_key, value)
+            value = _number(raw, field_key) if head in _NUMBER_START else _boolean(raw, field_key)
+            if field_key in fields or field_key == "time":
+                _add_field(fields, field_key, value)
+                continue
+        fields[field_key] = value
     if len(key) * 4 + 4 + len(field_set) * 4 > MAX_KEY_BYTES:
         _check_key_lengths(key, (raw_key for raw_key, _ in pairs))
     return Point(measurement, tags, fields, None if stamp is None else _check_time(stamp))
 
 
-def _parse(line: str) -> Point:
+def _parse(line: str, match: re.Match[str] | None = None) -> Point:
+    if match is not None:
+        return _parse_usual(match)
     if not _PLAIN.search(line) and line and line[0] != " ":
         point = _parse_plain(line)
         if point is not None:
@@ -579,18 +598,29 @@ def iter_lines(text: str) -> Iterator[tuple[int, str]]:
     Lines are split where InfluxDB splits them: newlines inside a string field value, or right after a
     backslash, stay inside their line.
     """
+    for line_no, line, _ in _lines(text):
+        yield line_no, line
+
+
+def _lines(text: str) -> Iterator[tuple[int, str, re.Match[str] | None]]:
     if '"' not in text and "\\" not in text:
         for line_no, raw in enumerate(text.split("\n"), 1):
             line = raw.lstrip(_WHITESPACE)
             if line and line[0] != "#":
-                yield line_no, line
+                yield line_no, line, None
         return
     yield from _blocks(text)
 
 
 def parse_lines(text: str) -> list[Point]:
     """Parse a block of line protocol; the first bad line raises `LineProtocolError` naming its number."""
-    return [parse_line(line, line_no) for line_no, line in iter_lines(text)]
+    points = []
+    for line_no, line, match in _lines(text):
+        try:
+            points.append(_parse(line, match))
+        except LineProtocolError as exc:
+            raise LineProtocolError(exc.reason, line_no=line_no, line=line) from None
+    return points
 
 
 # --- serializing -----------------------------------------------------------------------------------------
@@ -641,43 +671,85 @@ def _format_field_value(key: str, value: FieldValue) -> str:
     raise LineProtocolError(f"field {key!r}: unsupported type {type(value).__name__}")
 
 
-def format_point(point: Point) -> str:
-    """Serialize one point; tags and fields are sorted by key. `LineProtocolError` says why it cannot be."""
-    if not point.fields:
-        raise LineProtocolError(f"measurement {point.measurement!r}: a point needs at least one field")
-    measurement = point.measurement
+# Escaped names, remembered: telemetry repeats the same few names in every line. Only names that can be
+# written are kept; each dict is emptied when it holds _NAMES_KEPT (a bound on memory, not an LRU).
+_NAMES_KEPT = 10_000
+_MEASUREMENTS: dict[str, str] = {}
+_TAG_TEXTS: dict[str, str] = {}
+_FIELD_KEYS: dict[str, str] = {}
+
+
+def _remember(cache: dict[str, str], name: str, escaped: str) -> str:
+    if len(cache) >= _NAMES_KEPT:
+        cache.clear()
+    cache[name] = escaped
+    return escaped
+
+
+def _escaped_measurement(measurement: str) -> str:
     if measurement[:1] in ("#", "\t", "\x00"):
         raise LineProtocolError(
             f"measurement {measurement!r} starts with '#' (a comment) or a tab or NUL (skipped before a line)"
         )
     escaped = _name(measurement, "measurement", _ESCAPE_MEASUREMENT)
-    risky = "\\" in measurement
-    if risky:  # InfluxDB's reader also removes a backslash before " or =: keep a literal one by escaping them
+    if "\\" in measurement:  # InfluxDB's reader also removes a backslash before " or =: escape those too
         escaped = _BACKSLASH_BEFORE_QUOTE_OR_EQUALS.sub(r"\\\1", escaped)
-    parts = [escaped]
-    for key in sorted(point.tags):
-        value = point.tags[key]
-        if key in _RESERVED_TAG_KEYS:
-            raise LineProtocolError(f"tag key {key!r} is reserved by InfluxDB")
-        risky = risky or "\\" in key or "\\" in value
-        parts.append(f",{_name(key, 'tag key', _ESCAPE_TAG)}={_name(value, f'tag {key!r} value', _ESCAPE_TAG)}")
-    series_key = "".join(parts)
-    keys = sorted(point.fields)
+    return _remember(_MEASUREMENTS, measurement, escaped)
+
+
+def _escaped_field_key(key: str) -> str:
+    if key == "time":
+        raise LineProtocolError("field key 'time' is dropped by InfluxDB's storage")
+    return _remember(_FIELD_KEYS, key, _name(key, "field key", _ESCAPE_FIELD_KEY))
+
+
+def format_point(point: Point) -> str:
+    """Serialize one point; tags and fields are sorted by key. `LineProtocolError` says why it cannot be."""
+    fields = point.fields
+    if not fields:
+        raise LineProtocolError(f"measurement {point.measurement!r}: a point needs at least one field")
+    measurement = point.measurement
+    escaped = _MEASUREMENTS.get(measurement) or _escaped_measurement(measurement)
+    risky = "\\" in measurement
+    tags = point.tags
+    if tags:
+        parts = [escaped]
+        for key in sorted(tags):
+            value = tags[key]
+            if key in _RESERVED_TAG_KEYS:
+                raise LineProtocolError(f"tag key {key!r} is reserved by InfluxDB")
+            if "\\" in key or "\\" in value:
+                risky = True
+            escaped_key = _TAG_TEXTS.get(key) or _remember(_TAG_TEXTS, key, _name(key, "tag key", _ESCAPE_TAG))
+            escaped_value = _TAG_TEXTS.get(value) or _remember(
+                _TAG_TEXTS, value, _name(value, f"tag {key!r} value", _ESCAPE_TAG)
+            )
+            parts.append(f",{escaped_key}={escaped_value}")
+        series_key = "".join(parts)
+    else:
+        series_key = escaped
+    keys = sorted(fields)
     if keys[0][:1] in ("\t", "\x00"):  # skipped as whitespace before the first field: put another key first
         keys.sort(key=lambda k: k[:1] in ("\t", "\x00"))
         if keys[0][:1] in ("\t", "\x00"):
             raise LineProtocolError(f"field keys {keys!r} all start with a tab or NUL, skipped before the fields")
     field_parts = []
     for key in keys:
-        if key == "time":
-            raise LineProtocolError("field key 'time' is dropped by InfluxDB's storage")
-        risky = risky or "\\" in key
-        field_parts.append(
-            f"{_name(key, 'field key', _ESCAPE_FIELD_KEY)}={_format_field_value(key, point.fields[key])}"
-        )
+        escaped_key = _FIELD_KEYS.get(key) or _escaped_field_key(key)
+        if "\\" in key:
+            risky = True
+        value = fields[key]
+        kind = type(value)
+        if kind is float and value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
+            field_parts.append(f"{escaped_key}={value!r}")
+        elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            field_parts.append(f"{escaped_key}={value}i")
+        else:
+            field_parts.append(f"{escaped_key}={_format_field_value(key, value)}")
     line = f"{series_key} {','.join(field_parts)}"
-    if point.time_ns is not None:
-        time_ns = int(point.time_ns)
+    time_ns = point.time_ns
+    if time_ns is not None:
+        time_ns = int(time_ns)
         if not MIN_TIME_NS <= time_ns <= MAX_TIME_NS:
             raise LineProtocolError(
                 f"timestamp {time_ns} ns is outside InfluxDB's range {MIN_TIME_NS} to {MAX_TIME_NS}"
@@ -700,7 +772,7 @@ def _check_reads_back(point: Point, line: str) -> None:
     """A backslash in a name meets the parser's escape quirks: write only what reads back as `point`."""
     blocks = list(_blocks(line))
     try:
-        read = _parse(blocks[0][1]) if len(blocks) == 1 and blocks[0][1] == line else None
+        read = _parse(blocks[0][1], blocks[0][2]) if len(blocks) == 1 and blocks[0][1] == line else None
     except LineProtocolError:
         read = None
     wanted = {k: UInt(v) if type(v) is int and v > INT64_MAX else v for k, v in point.fields.items()}
