@@ -69,6 +69,7 @@ MIN_TIME_NS = INT64_MIN + 2  # models.MinNanoTime
 MAX_TIME_NS = INT64_MAX - 1  # models.MaxNanoTime
 MAX_KEY_BYTES = 65_535  # models.MaxKeyLength: series key, and series key + 4 + field key
 MAX_STRING_BYTES = 1_048_576  # tsdb.MaxFieldValueLength: longer string values are dropped by storage
+_NAMES_KEPT = 10_000  # bound of each cache of names and series keys below
 _RESERVED_TAG_KEYS = frozenset(("_measurement", "_field", "time", "\x00"))
 
 
@@ -280,6 +281,39 @@ def _parse_plain(line: str) -> Point | None:
     key, field_set = sections[0], sections[1]
     if not key or not field_set:
         return None
+    series = _SERIES.get(key)
+    if series is not None:
+        measurement, tags = series[0], series[1].copy()
+    else:
+        measurement, tags = _plain_series(key)
+    fields: dict[str, FieldValue] = {}
+    for pair in field_set.split(","):
+        field_key, sep, raw = pair.partition("=")
+        if not sep or not field_key or not raw:
+            raise _bad(f"invalid field {pair!r}: key=value with neither empty")
+        value = _number(raw, field_key) if raw[0] in _NUMBER_START else _boolean(raw, field_key)
+        if field_key in fields or field_key == "time":
+            _add_field(fields, field_key, value)
+        else:
+            fields[field_key] = value
+    if len(line) * 4 + 4 > MAX_KEY_BYTES:
+        _check_key_lengths(key, (pair.partition("=")[0] for pair in field_set.split(",")))
+    return Point(measurement, tags, fields, _check_time(stamp) if stamp else None)
+
+
+# Series keys (measurement and tags, as written) already read, with what they hold: a line repeats the series
+# of the lines before it far more often than not. Emptied when it holds _NAMES_KEPT.
+_SERIES: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _remember_series(key: str, measurement: str, tags: dict[str, str]) -> tuple[str, dict[str, str]]:
+    if len(_SERIES) >= _NAMES_KEPT:
+        _SERIES.clear()
+    _SERIES[key] = (measurement, tags.copy())
+    return measurement, tags
+
+
+def _plain_series(key: str) -> tuple[str, dict[str, str]]:
     measurement, *pairs = key.split(",")
     if not measurement:
         raise _bad("missing measurement")
@@ -295,19 +329,7 @@ def _parse_plain(line: str) -> Point | None:
         tags[tag_key] = tag_value
     if len(tags) != len(pairs):
         raise _bad("duplicate tag keys")
-    fields: dict[str, FieldValue] = {}
-    for pair in field_set.split(","):
-        field_key, sep, raw = pair.partition("=")
-        if not sep or not field_key or not raw:
-            raise _bad(f"invalid field {pair!r}: key=value with neither empty")
-        value = _number(raw, field_key) if raw[0] in _NUMBER_START else _boolean(raw, field_key)
-        if field_key in fields or field_key == "time":
-            _add_field(fields, field_key, value)
-        else:
-            fields[field_key] = value
-    if len(line) * 4 + 4 > MAX_KEY_BYTES:
-        _check_key_lengths(key, (pair.partition("=")[0] for pair in field_set.split(",")))
-    return Point(measurement, tags, fields, _check_time(stamp) if stamp else None)
+    return _remember_series(key, measurement, tags)
 
 
 def _check_key_lengths(key: str, field_keys: Iterable[str]) -> None:
@@ -531,23 +553,11 @@ def _parse_full(buf: str) -> Point:
 
 def _parse_usual(match: re.Match[str]) -> Point:
     key, field_set, stamp = match.groups()
-    first_comma = _TAGS_START.search(key) if "," in key else None
-    tags: dict[str, str] = {}
-    if first_comma is None:
-        measurement = _unescape(key, ', "=')
+    series = _SERIES.get(key)
+    if series is not None:
+        measurement, tags = series[0], series[1].copy()
     else:
-        measurement = key[: first_comma.start()]
-        if "\\" in measurement:
-            measurement = _unescape(measurement, ', "=')
-        parts = _KEY_SEPARATOR.split(key[first_comma.end() :])
-        for raw_key, raw_value in zip(parts[0::2], parts[1::2], strict=True):
-            if raw_key in _RESERVED_TAG_KEYS:
-                raise _bad(f"cannot use reserved tag key {raw_key!r}")
-            tags[_unescape(raw_key, ", =") if "\\" in raw_key else raw_key] = (
-                _unescape(raw_value, ", =") if "\\" in raw_value else raw_value
-            )
-        if len(tags) * 2 != len(parts):
-            raise _bad("duplicate tags")
+        measurement, tags = _usual_series(key)
     fields: dict[str, FieldValue] = {}
     pairs = _USUAL_FIELD.findall(field_set)
     for raw_key, raw in pairs:
@@ -567,6 +577,27 @@ def _parse_usual(match: re.Match[str]) -> Point:
     if len(key) * 4 + 4 + len(field_set) * 4 > MAX_KEY_BYTES:
         _check_key_lengths(key, (raw_key for raw_key, _ in pairs))
     return Point(measurement, tags, fields, None if stamp is None else _check_time(stamp))
+
+
+def _usual_series(key: str) -> tuple[str, dict[str, str]]:
+    first_comma = _TAGS_START.search(key) if "," in key else None
+    tags: dict[str, str] = {}
+    if first_comma is None:
+        measurement = _unescape(key, ', "=')
+    else:
+        measurement = key[: first_comma.start()]
+        if "\\" in measurement:
+            measurement = _unescape(measurement, ', "=')
+        parts = _KEY_SEPARATOR.split(key[first_comma.end() :])
+        for raw_key, raw_value in zip(parts[0::2], parts[1::2], strict=True):
+            if raw_key in _RESERVED_TAG_KEYS:
+                raise _bad(f"cannot use reserved tag key {raw_key!r}")
+            tags[_unescape(raw_key, ", =") if "\\" in raw_key else raw_key] = (
+                _unescape(raw_value, ", =") if "\\" in raw_value else raw_value
+            )
+        if len(tags) * 2 != len(parts):
+            raise _bad("duplicate tags")
+    return _remember_series(key, measurement, tags)
 
 
 def _parse(line: str, match: re.Match[str] | None = None) -> Point:
@@ -673,7 +704,6 @@ def _format_field_value(key: str, value: FieldValue) -> str:
 
 # Escaped names, remembered: telemetry repeats the same few names in every line. Only names that can be
 # written are kept; each dict is emptied when it holds _NAMES_KEPT (a bound on memory, not an LRU).
-_NAMES_KEPT = 10_000
 _MEASUREMENTS: dict[str, str] = {}
 _TAG_TEXTS: dict[str, str] = {}
 _FIELD_KEYS: dict[str, str] = {}
