@@ -564,10 +564,11 @@ def _parse_usual(match: re.Match[str]) -> Point:
         field_key = _unescape(raw_key, ', "=') if "\\" in raw_key else raw_key
         head = raw[0]
         if head == '"':
-            value: FieldValue = _STRING_ESCAPE.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
-            if len(value) * 4 > MAX_STRING_BYTES or field_key in fields or field_key == "time":
-                _add_field(fields, field_key, value)
+            text = _STRING_ESCAPE.sub(r"\1", raw[1:-1]) if "\\" in raw else raw[1:-1]
+            if len(text) * 4 > MAX_STRING_BYTES or field_key in fields or field_key == "time":
+                _add_field(fields, field_key, text)
                 continue
+            value: FieldValue = text
         else:
             value = _number(raw, field_key) if head in _NUMBER_START else _boolean(raw, field_key)
             if field_key in fields or field_key == "time":
@@ -768,14 +769,13 @@ def format_point(point: Point) -> str:
         escaped_key = _FIELD_KEYS.get(key) or _escaped_field_key(key)
         if "\\" in key:
             risky = True
-        value = fields[key]
-        kind = type(value)
-        if kind is float and value - value == 0.0:  # finite (inf - inf and nan - nan are nan)
-            field_parts.append(f"{escaped_key}={value!r}")
-        elif kind is int and INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-            field_parts.append(f"{escaped_key}={value}i")
+        field_value = fields[key]
+        if type(field_value) is float and field_value - field_value == 0.0:  # finite: inf - inf, nan - nan are nan
+            field_parts.append(f"{escaped_key}={field_value!r}")
+        elif type(field_value) is int and INT64_MIN <= field_value <= INT64_MAX:
+            field_parts.append(f"{escaped_key}={field_value}i")
         else:
-            field_parts.append(f"{escaped_key}={_format_field_value(key, value)}")
+            field_parts.append(f"{escaped_key}={_format_field_value(key, field_value)}")
     line = f"{series_key} {','.join(field_parts)}"
     time_ns = point.time_ns
     if time_ns is not None:
