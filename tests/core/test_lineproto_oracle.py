@@ -28,6 +28,8 @@ from telestack.core.lineproto import FieldValue, Point, UInt, format_point, iter
 from telestack.native.oracle import lineproto_oracle_path
 from tests.core.lineproto_oracle import Answer, Oracle, expected, same_points
 
+pytestmark = pytest.mark.oracle
+
 DATA = Path(__file__).parents[1] / "data" / "lineproto"
 SEED = int(os.environ.get("TELESTACK_LINEPROTO_SEED", "20261130"))
 GENERATED_LINES = int(os.environ.get("TELESTACK_LINEPROTO_LINES", "100000"))
