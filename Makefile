@@ -6,8 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
+SCRIPTS := services/telestack/native/scripts
 
-.PHONY: help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting clean bench-can bench-mqtt bench-actuator bench-writer demo demo-down demo-check env bench-e2e chaos
+.PHONY: test-repeat docker-up docker-down docker-status images-local compose-check lock help setup venv servers test test-unit lint format services-up services-down bench bench-lineproto bench-alerting clean bench-can bench-mqtt bench-actuator bench-writer demo demo-down demo-check env bench-e2e chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -21,19 +22,55 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## the virtualenv with telestack and its dev tools
 
-servers: venv ## install Kafka, Mosquitto and InfluxDB natively (cached in ~/.cache/telestack)
+servers: venv ## install Kafka, Mosquitto, InfluxDB and Telegraf natively (cached in ~/.cache/telestack)
 	@$(VENV)/bin/telestack native install
 
-setup: venv servers ## everything the tests need
+docker-up: ## a Docker engine with compose: the running one, else dockerd started here (root, Debian; cached)
+	@bash $(SCRIPTS)/docker-engine.sh up
 
-test: ## install what is missing, start the servers, run the whole suite, stop them
+docker-down: ## stop the dockerd that docker-up started (only that one; images stay cached)
+	@bash $(SCRIPTS)/docker-engine.sh down
+
+docker-status: ## which Docker engine answers, and the compose plugin's version
+	@bash $(SCRIPTS)/docker-engine.sh status
+
+images-local: servers ## stand-ins for the official images, built from the native servers' artifacts (no registry needed)
+	@export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up) && bash $(SCRIPTS)/build-images.sh
+
+setup: venv servers images-local ## everything the tests need: servers, tools, engine and images
+
+test: ## install what is missing, start an engine and the servers, run the whole suite and the compose check
 	@t0=$$(date +%s); \
 	$(MAKE) --no-print-directory setup || exit $$?; \
+	export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up 2>/dev/null) TELESTACK_TEST_IMAGES=local; \
 	t1=$$(date +%s); \
 	$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
 	t2=$$(date +%s); \
-	echo "[make test] setup took $$((t1 - t0)) s, tests took $$((t2 - t1)) s"; \
+	if [ $$status -eq 0 ]; then $(VENV)/bin/python -m tests.compose_check --images local; status=$$?; fi; \
+	t3=$$(date +%s); \
+	echo "[make test] setup took $$((t1 - t0)) s, tests took $$((t2 - t1)) s, compose check took $$((t3 - t2)) s"; \
 	exit $$status
+
+compose-check: setup ## docker compose up on a real engine, checked as a user would (health, data, kill -9, scale)
+	@export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up 2>/dev/null) && \
+	$(VENV)/bin/python -m tests.compose_check --images local $(CHECK_ARGS)
+
+lock: venv ## requirements.lock (the telestack image's exact dependencies, with hashes) from pyproject.toml
+	@$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --native-tls -q -o requirements.lock
+	@echo "requirements.lock updated: rebuild the image (docker compose build)"
+
+test-repeat: setup ## flake hunt: N runs (default 20) of a selection K=<pytest -k expr>, fresh servers each; pass count
+	@test -n "$(K)" || { echo "usage: make test-repeat N=20 K='freeze or unreachable'"; exit 2; }
+	@mkdir -p .native/test-repeat; passed=0; runs=$(or $(N),20); \
+	export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up 2>/dev/null) TELESTACK_TEST_IMAGES=local; \
+	for i in $$(seq 1 $$runs); do \
+		t0=$$(date +%s); \
+		if $(VENV)/bin/pytest -q -p no:cacheprovider -k "$(K)" $(PYTEST_ARGS) > .native/test-repeat/run-$$i.log 2>&1; \
+		then passed=$$((passed + 1)); result=passed; else result="FAILED (.native/test-repeat/run-$$i.log)"; fi; \
+		echo "[test-repeat] run $$i/$$runs: $$result in $$(( $$(date +%s) - t0 )) s"; \
+	done; \
+	echo "[test-repeat] $$passed/$$runs runs passed: -k '$(K)'"; test $$passed -eq $$runs
 
 test-unit: venv ## only the tests that need no server
 	@$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
@@ -62,14 +99,9 @@ demo-down: venv ## stop a `make demo` running in another terminal
 demo-check: servers ## fresh demo; fails unless every simulator's data is in InfluxDB within 60 s
 	@$(VENV)/bin/telestack demo check --timeout 60
 
-env: ## .env for docker compose: .env.example with every empty secret generated (keeps an existing .env)
+env: ## .env for docker compose with every secret generated (keeps an existing .env); IMAGES=local: the stand-ins
 	@test ! -e .env || { echo ".env exists; remove it first to regenerate"; exit 1; }
-	@python3 -c 'import re, secrets, sys; \
-	  text = open(".env.example").read(); \
-	  fill = lambda m: m.group(1) + "=" + (secrets.token_hex(24) if re.search("PASSWORD|TOKEN|SECRET", m.group(1)) else ""); \
-	  out = re.sub(r"^(MQTT_\w+_PASSWORD|INFLUXDB_ADMIN_PASSWORD|INFLUXDB_ADMIN_TOKEN|GRAFANA_ADMIN_PASSWORD)=$$", fill, text, flags=re.M); \
-	  open(".env", "w").write(out)'
-	@chmod 600 .env
+	@python3 services/telestack/native/images.py --images $(or $(IMAGES),official) .env.example .env
 	@echo ".env written with generated secrets (mode 0600); docker compose up -d"
 
 bench: ## every benchmark; each ends with one JSON line of figures

@@ -23,12 +23,31 @@ from telestack.core.settings import InfluxSettings, KafkaSettings, MqttSettings
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
 from tests.infrastructure import choose_backend, docker_servers, native_servers
 
-SERVER_FIXTURES = {"endpoints", "kafka", "mqtt", "influx", "native_stack"}
+# Fixtures that start a server (the session's, or one of the test's own), and tools built by `make setup`:
+# a test using one is an integration test, whatever its module.
+SERVER_FIXTURES = {
+    "endpoints",
+    "kafka",
+    "mqtt",
+    "influx",
+    "native_stack",  # the session's servers
+    "own_kafka",
+    "own_mosquitto",
+    "private_influx",
+    "chaos_servers",
+    "demo_stack",
+    "demo",
+    "run_dir",
+    "telegraf",
+}
+# Modules whose tests start servers themselves (a whole demo, a broker of their own) or need a built tool.
+SERVER_MODULES = ("tests/demo/test_command.py", "tests/native/test_servers.py", "tests/stack/test_telegraf.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        module = item.nodeid.split("::")[0]
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SERVER_MODULES:
             item.add_marker(pytest.mark.integration)
 
 

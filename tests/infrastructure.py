@@ -12,17 +12,34 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
+from telestack.native.images import LOCAL_IMAGES
 from telestack.native.servers import free_port
 
-# Pinned to the versions the native servers run, so both backends test the same thing.
-KAFKA_IMAGE = "apache/kafka:4.1.1"
-MOSQUITTO_IMAGE = "eclipse-mosquitto:2.0.22"
-INFLUXDB_IMAGE = "influxdb:2.7.12"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _images() -> dict[str, str]:
+    """The images of the docker backend: `.env.example`'s official tags, or with ``TELESTACK_TEST_IMAGES=local``
+    the stand-ins of `make images-local` (built from the native servers' artifacts: the same versions)."""
+    if os.environ.get("TELESTACK_TEST_IMAGES", "official") == "local":
+        return dict(LOCAL_IMAGES)
+    return dict(re.findall(r"^(\w+_IMAGE)=(\S+)$", (ROOT / ".env.example").read_text(), re.M))
+
+
+IMAGES = _images()
+KAFKA_IMAGE = IMAGES["KAFKA_IMAGE"]
+MOSQUITTO_IMAGE = IMAGES["MOSQUITTO_IMAGE"]
+INFLUXDB_IMAGE = IMAGES["INFLUXDB_IMAGE"]
 
 
 def docker_available() -> bool:
@@ -57,14 +74,16 @@ def native_servers(run_dir: Path) -> Iterator[tuple[Endpoints, NativeStack | Non
 
 @contextlib.contextmanager
 def docker_servers() -> Iterator[tuple[Endpoints, None]]:
-    from testcontainers.community.influxdb.version2 import InfluxDb2Container
+    if KAFKA_IMAGE.startswith("telestack-local/"):
+        # Ryuk (testcontainers' reaper) is an image from a registry too; the containers are removed on exit below.
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
     from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
 
     kafka_port = free_port()
     kafka = (
         DockerContainer(KAFKA_IMAGE)
         .with_bind_ports(9092, kafka_port)
+        .with_env("CLUSTER_ID", "tLsk4V9uQ3C6yKZ1mJ0n2A")
         .with_env("KAFKA_NODE_ID", "1")
         .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
         .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
@@ -86,7 +105,7 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
                 "sh",
                 "-c",
                 "touch /tmp/passwd && chmod 0700 /tmp/passwd && "
-                f"mosquitto_passwd -b /tmp/passwd telestack {mqtt_password} && "
+                f"mosquitto_passwd -b /tmp/passwd telestack {mqtt_password} && chown mosquitto /tmp/passwd && "
                 "printf 'listener 1883\\nallow_anonymous false\\npassword_file /tmp/passwd\\npersistence true\\n"
                 "persistence_location /tmp/\\n' > /tmp/m.conf && exec mosquitto -c /tmp/m.conf -v",
             ]
@@ -94,18 +113,23 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
     )
     token = secrets.token_urlsafe(32)
     influx_password = secrets.token_urlsafe(12)
-    influx = InfluxDb2Container(
-        INFLUXDB_IMAGE,
-        init_mode="setup",
-        username="telestack-admin",
-        password=influx_password,
-        org_name="telestack",
-        bucket="telemetry",
-        admin_token=token,
+    influx = (
+        DockerContainer(INFLUXDB_IMAGE)
+        .with_exposed_ports(8086)
+        .with_env("DOCKER_INFLUXDB_INIT_MODE", "setup")
+        .with_env("DOCKER_INFLUXDB_INIT_USERNAME", "telestack-admin")
+        .with_env("DOCKER_INFLUXDB_INIT_PASSWORD", influx_password)
+        .with_env("DOCKER_INFLUXDB_INIT_ORG", "telestack")
+        .with_env("DOCKER_INFLUXDB_INIT_BUCKET", "telemetry")
+        .with_env("DOCKER_INFLUXDB_INIT_ADMIN_TOKEN", token)
     )
-    with kafka, mosquitto, influx:
-        wait_for_logs(kafka, "Kafka Server started", timeout=120)
-        wait_for_logs(mosquitto, "running", timeout=60)
+    with contextlib.ExitStack() as running:
+        for container in (kafka, mosquitto, influx):
+            running.enter_context(_started(container))
+        _wait_for_log(kafka, "Kafka Server started", timeout_s=180)
+        _wait_for_log(mosquitto, "running", timeout_s=60)
+        influx_url = f"http://{influx.get_container_host_ip()}:{influx.get_exposed_port(8086)}"
+        _wait_for_influx(influx, influx_url)
         yield (
             Endpoints(
                 kafka=KafkaEndpoint(f"127.0.0.1:{kafka_port}", KAFKA_IMAGE.split(":")[1]),
@@ -117,7 +141,7 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
                     MOSQUITTO_IMAGE,
                 ),
                 influx=InfluxEndpoint(
-                    url=influx.get_url(),
+                    url=influx_url,
                     org="telestack",
                     bucket="telemetry",
                     token=token,
@@ -128,3 +152,55 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
             ),
             None,
         )
+
+
+def _wait_for_influx(container: Any, url: str, timeout_s: float = 120) -> None:
+    """Ready once /health passes on the published port (the images set up on a private port before that)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status == "exited":
+            break
+        time.sleep(0.2)
+    logs = container.get_logs()
+    raise RuntimeError(f"InfluxDB container not ready on {url} within {timeout_s} s; its log:\n{logs}")
+
+
+@contextlib.contextmanager
+def _started(container: Any) -> Iterator[Any]:
+    """Start a container; if it does not come up, say why with its log (then remove it)."""
+    try:
+        container.start()
+    except Exception as exc:
+        wrapped = container.get_wrapped_container()
+        logs = wrapped.logs(tail=60).decode(errors="replace") if wrapped is not None else "(not created)"
+        with contextlib.suppress(Exception):
+            container.stop()
+        raise RuntimeError(f"container {container.image} did not start: {exc}; its log:\n{logs}") from exc
+    try:
+        yield container
+    finally:
+        container.stop()
+
+
+def _wait_for_log(container: Any, text: str, timeout_s: float) -> None:
+    """Wait for `text` in the container's log, bounded, and fail with the log if the container exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stdout, stderr = container.get_logs()
+        if text.encode() in stdout or text.encode() in stderr:
+            return
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status == "exited":
+            break
+        time.sleep(0.2)
+    stdout, stderr = container.get_logs()
+    raise RuntimeError(
+        f"{container.image}: no {text!r} in its log within {timeout_s} s; its log:\n"
+        f"{(stdout + stderr).decode(errors='replace')[-4000:]}"
+    )

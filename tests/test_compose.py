@@ -344,6 +344,13 @@ def test_every_service_environment_loads_into_its_settings(
                 monkeypatch.setenv(key, str(value))
         settings_cls = _settings_class(list(words))
         settings = load_settings(settings_cls, ROOT / "config" / "telestack.yaml")
+        # The healthcheck probes the port the service really binds (a partial `http` once dropped it to 0).
+        probe = " ".join(map(str, (service.get("healthcheck") or origin.get("healthcheck") or {}).get("test") or []))
+        probed = re.search(r"127\.0\.0\.1:(\d+)/healthz", probe)
+        if probed:
+            sections = [getattr(settings, field) for field in settings_cls.model_fields]
+            bound = [section.http.port for section in sections if hasattr(section, "http")]
+            assert bound == [int(probed.group(1))], (name, "binds", bound, "healthcheck probes", probed.group(1))
         for key, value in env.items():
             path_parts = key.removeprefix(ENV_PREFIX).lower().split(ENV_NESTED_DELIMITER)
             # shared values (x-telestack-env) reach services without that section: ignored by them

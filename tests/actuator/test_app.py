@@ -264,6 +264,21 @@ def test_cors_allows_only_the_configured_origins(actuators: ActuatorFactory) -> 
     assert simple.headers["Access-Control-Allow-Origin"] == "https://grafana.example.org"
 
 
+def test_cors_preflight_of_a_grafana_action_is_allowed(actuators: ActuatorFactory) -> None:
+    """Grafana adds X-Grafana-Action to every action request: a preflight that refused it made the button inert."""
+    actuator = actuators.start(cors_origins=["http://localhost:3000"])
+    allowed = actuator.client().options(
+        f"/v1/devices/{actuator.devices.plug}/commands",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-grafana-action",
+        },
+    )
+    assert allowed.status_code == 200, allowed.text
+    assert "x-grafana-action" in allowed.headers["Access-Control-Allow-Headers"].lower()
+
+
 def test_health_metrics_and_docs(actuator: RunningActuator, fake_device: Callable[..., FakeDevice]) -> None:
     client = actuator.client()
     health = client.get("/healthz")

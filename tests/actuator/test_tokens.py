@@ -101,3 +101,22 @@ def test_the_tokens_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
     assert main(["tokens", "--tokens-file", path, "create", "--name", "x", "--scope", "root"]) == 1
     assert "invalid scope 'root'" in capsys.readouterr().err
+
+
+def test_a_restricted_command_scope_allows_exactly_its_commands_on_its_devices(tmp_path: Path) -> None:
+    store = TokenStore(tmp_path / "tokens.json")
+    token, _ = store.create("grafana-buttons", ["command:plug-1/on,off,toggle", "command:f*/set_setpoint"])
+    button = store.authenticate(token)
+    assert button is not None
+    assert [button.can_command("plug-1", c) for c in ("on", "off", "toggle", "reboot")] == [True, True, True, False]
+    assert not button.can_command("plug-2", "on")  # another device
+    assert button.can_command("f2", "set_setpoint") and not button.can_command("f2", "on")
+    # Nothing beyond the buttons: no device listing, no reading, no "any command" check.
+    assert not button.can_read() and button.command_globs() == [] and not button.can_see("plug-1")
+    assert not button.can_command("plug-1")
+
+
+@pytest.mark.parametrize("scope", ["command:plug-1/", "command:/on", "command:plug-1/on,", "command:plug-1/o n"])
+def test_malformed_restricted_scopes_are_refused(tmp_path: Path, scope: str) -> None:
+    with pytest.raises(TokenStoreError, match="command:<device glob>/<command>"):
+        TokenStore(tmp_path / "tokens.json").create("x", [scope])

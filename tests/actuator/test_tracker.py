@@ -36,6 +36,16 @@ def test_pending_sent_acked() -> None:
     assert tracker.last_command("plug-1") is rec
 
 
+def test_an_ack_that_overtakes_the_puback_still_records_when_it_was_sent() -> None:
+    """Seen on compose: a command acked before its PUBACK showed sent_at null."""
+    tracker = CommandTracker(history_ms=60_000)
+    rec = record()
+    tracker.add(rec)
+    tracker.on_ack("plug-1", "c1", True, None, {"relay": True}, 1_020)
+    tracker.mark_sent(rec, 1_025)
+    assert rec.state == "acked" and rec.sent_ms == 1_025
+
+
 def test_the_first_final_state_wins_and_a_late_ack_is_noted() -> None:
     tracker = CommandTracker(history_ms=60_000)
     rec = record()

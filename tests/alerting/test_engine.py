@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from telestack.alerting.alert import AlertState
+from telestack.alerting.engine import AlertEngine
+from telestack.alerting.rules import parse_rules
 from tests.alerting.builders import at, engine, fermenter, point
 
 FIRING, PENDING, RESOLVED, NORMAL = AlertState.FIRING, AlertState.PENDING, AlertState.RESOLVED, AlertState.NORMAL
@@ -300,3 +302,56 @@ def test_drop_forgets_instances_of_a_revoked_partition() -> None:
     assert [inst.tags["device"] for inst in gone] == ["f2"]
     assert list(e.instances) == ["hot/fermenter,device=f1"]
     assert [c.instance.tags["device"] for c in e.tick(at(100))] == ["f1"]
+
+
+# --- rule reload ---------------------------------------------------------------------------------------
+
+RELOAD_RULES = """\
+rules:
+  - name: hot
+    select: {measurement: fermenter, field: temperature}
+    condition: {type: threshold, above: 25}
+  - name: mean_hot
+    select: {measurement: fermenter, field: temperature}
+    condition: {type: window, aggregate: mean, window: 1m, above: 25}
+  - name: gone_soon
+    select: {measurement: fermenter, field: temperature}
+    condition: {type: threshold, above: 20}
+"""
+
+
+def test_reload_keeps_unchanged_rules_untouched_and_carries_state_of_changed_ones() -> None:
+    eng = engine(RELOAD_RULES)
+    eng.observe(fermenter("f1", 0, temperature=30.0), at(0))
+    window_tracker = eng.instances["mean_hot/fermenter,device=f1"].tracker
+    assert {i.rule for i in eng.firing} == {"hot", "mean_hot", "gone_soon"}
+    edited = RELOAD_RULES.replace("above: 25}\n  - name: mean_hot", "above: 35}\n  - name: mean_hot").split(
+        "  - name: gone_soon"
+    )[0]
+    dropped, changed = eng.replace_rules(parse_rules(edited, "test.yaml"))
+    assert [i.fingerprint for i in dropped] == ["gone_soon/fermenter,device=f1"]
+    assert changed == ["hot"]
+    assert eng.instances["mean_hot/fermenter,device=f1"].tracker is window_tracker  # unchanged: same state
+    assert {i.rule for i in eng.firing} == {"hot", "mean_hot"}  # the changed rule's alert is still firing...
+    changes = eng.observe(fermenter("f1", 1, temperature=30.0), at(1))
+    assert [(c.instance.rule, c.state) for c in changes] == [("hot", AlertState.RESOLVED)]  # ...until 30 < 35
+
+
+def test_reload_drops_never_seen_devices_no_longer_expected_and_adds_new_ones() -> None:
+    rules = """\
+rules:
+  - name: quiet
+    select: {measurement: fermenter, tags: {device: {glob: "f*"}}, field: temperature}
+    condition: {type: nodata, after: 1m, expect: [f1, f2]}
+"""
+    eng = AlertEngine(parse_rules(rules), {"quiet": ["f1", "f2"]})
+    eng.expect(at(0))
+    eng.observe(fermenter("f1", 1, temperature=18.0), at(1))
+    eng.tick(at(100))
+    assert {i.fingerprint for i in eng.firing} == {"quiet/fermenter,device=f1", "quiet/fermenter,device=f2"}
+    edited = rules.replace("[f1, f2]", "[f1, f3]")
+    dropped, changed = eng.replace_rules(parse_rules(edited), {"quiet": ["f1", "f3"]})
+    assert [i.fingerprint for i in dropped] == ["quiet/fermenter,device=f2"]  # never seen, no longer expected
+    assert changed == ["quiet"]
+    assert [i.fingerprint for i in eng.firing] == ["quiet/fermenter,device=f1"]  # it did report once: kept
+    assert [i.fingerprint for i in eng.expect(at(100))] == ["quiet/fermenter,device=f3"]

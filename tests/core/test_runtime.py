@@ -55,3 +55,19 @@ def test_signal_sets_shutdown(signum: int) -> None:
         assert shutdown.reason == signal.Signals(signum).name
     finally:
         signal.signal(signum, previous)
+
+
+def test_a_client_that_hung_up_is_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """A healthcheck that gave up before the answer made the server print a BrokenPipeError traceback."""
+    server = HealthServer(HttpSettings(port=0), registry=CollectorRegistry())
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        server._httpd.handle_error(None, ("127.0.0.1", 40000))
+    assert capsys.readouterr().err == ""
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        server._httpd.handle_error(None, ("127.0.0.1", 40000))
+    assert "ValueError: a real bug" in capsys.readouterr().err
+    server._httpd.server_close()

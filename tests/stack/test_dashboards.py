@@ -47,6 +47,7 @@ EXPECTED: dict[tuple[str, str, str], set[str] | None] = {
     ("energy", "Energy per hour", "A"): {"device", "_value"},
     ("energy", "Water and gas counters", "A"): {"INDEX_C1", "INDEX_C2"},
     ("energy", "Smart plugs", "A"): {"device", "_value"},
+    ("devices", "Smart plug plug-1: click to switch", "A"): {"device", "relay", "power"},
     ("devices", "Last seen", "A"): {"device", "kind", "last_seen", "silent_s"},
     ("devices", "Command outcomes (since the actuator started)", "A"): {"state", "_value"},
     ("devices", "Plug power", "A"): {"device", "_value"},

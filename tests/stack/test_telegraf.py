@@ -1,7 +1,7 @@
 """telegraf/: the stack's Telegraf and the edge-agent examples, run by a real Telegraf.
 
-Telegraf is built from its Go module at the version .env.example pins (TELEGRAF_IMAGE), with only the plugins
-the configs use (Telegraf's `custom` build tags), into $TELESTACK_CACHE (~2 min the first time).
+Telegraf is built by `make setup` from its Go module at the version .env.example pins (TELEGRAF_IMAGE), with only
+the plugins telestack uses (Telegraf's `custom` build tags), into $TELESTACK_CACHE (install-telegraf.sh).
 - every config loads with strict environment handling and produces the expected points (fake devices);
 - the stack config scrapes the demo's services into InfluxDB in the very shape `telestack demo` writes
   (the Pipeline health dashboard reads either);
@@ -11,9 +11,7 @@ the configs use (Telegraf's `custom` build tags), into $TELESTACK_CACHE (~2 min 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -21,68 +19,25 @@ from pathlib import Path
 import httpx
 import pytest
 
+from telestack.core.errors import ServerError
 from telestack.core.lineproto import parse_line
 from telestack.demo.stack import SERVICE_PORTS, DemoInfo
-from telestack.native.servers import cache_dir
+from telestack.native.servers import run_script
 from tests.polling import wait_until
 from tests.stack.fake_devices import FakeDevices, register_value
 from tests.stack.flux import run_flux
 
 ROOT = Path(__file__).resolve().parents[2]
 TELEGRAF = ROOT / "telegraf"
-PLUGINS = (
-    "inputs.prometheus,inputs.http,inputs.modbus,processors.regex,aggregators.basicstats,"
-    "outputs.influxdb_v2,outputs.kafka,outputs.health,outputs.http,parsers.json_v2,parsers.prometheus,"
-    "serializers.influx"
-)
-
-
-def _pinned_version() -> str:
-    image = re.search(r"^TELEGRAF_IMAGE=telegraf:([\d.]+)$", (ROOT / ".env.example").read_text(), re.M)
-    assert image, "TELEGRAF_IMAGE must be pinned in .env.example"
-    return image.group(1)
-
-
-def _go_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "GOMODCACHE": str(cache_dir() / "go-mod"),
-        "GOCACHE": str(cache_dir() / "go-build"),
-        "GOTOOLCHAIN": "local",
-        "GOFLAGS": "-mod=readonly",
-        "CGO_ENABLED": "0",
-    }
 
 
 @pytest.fixture(scope="module")
 def telegraf() -> Path:
-    version = _pinned_version()
-    plugins = hashlib.sha256(PLUGINS.encode()).hexdigest()[:12]
-    binary = cache_dir() / "telegraf" / f"v{version}-{plugins}" / "telegraf"
-    if binary.exists():
-        return binary
-    go = "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else "go"
-    download = subprocess.run(
-        [go, "mod", "download", "-json", f"github.com/influxdata/telegraf@v{version}"],
-        env=_go_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    match = re.search(r'"Dir": "([^"]+)"', download.stdout)
-    assert download.returncode == 0 and match, f"downloading Telegraf v{version} failed:\n{download.stdout}"
-    build = subprocess.run(
-        [go, "build", "-tags", f"custom,{PLUGINS}", "-o", str(binary), "./cmd/telegraf"],
-        cwd=match.group(1),
-        env=_go_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert build.returncode == 0, f"building Telegraf failed:\n{build.stderr[-3000:]}"
-    return binary
+    """The Telegraf that `make setup` built (services/telestack/native/scripts/install-telegraf.sh)."""
+    try:
+        return Path(run_script("install-telegraf.sh", env={"TELESTACK_NO_BUILD": "1"}))
+    except ServerError as exc:
+        pytest.fail(f"{exc}: Telegraf is built by 'make setup', never inside a test")
 
 
 def _run(telegraf: Path, config: Path, env: dict[str, str], *mode: str) -> subprocess.CompletedProcess[str]:

@@ -343,7 +343,9 @@ def create_app(service: ActuatorService) -> FastAPI:
             CORSMiddleware,
             allow_origins=options.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "Idempotency-Key"],
+            # X-Grafana-Action: Grafana adds it to every request a visualization action sends; without it in
+            # the list the browser's preflight fails and the button does nothing.
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "Idempotency-Key", "X-Grafana-Action"],
             expose_headers=["Location", "Retry-After", "Idempotent-Replayed"],
             max_age=600,
         )

@@ -190,9 +190,9 @@ class ActuatorService:
         idempotency_key: str | None = None,
     ) -> tuple[CommandRecord, bool]:
         """Issue a command; returns it and whether it is an earlier one replayed for the same idempotency key."""
-        if not principal.can_command(device_id):
+        if not principal.can_command(device_id, command):
             metrics.AUTH_FAILURES.labels("403").inc()
-            raise Forbidden(f"token {principal.name!r} may not command device {device_id!r}")
+            raise Forbidden(f"token {principal.name!r} may not command device {device_id!r} with {command!r}")
         device = self.registry.device(device_id)
         normalized = self.registry.check_command(device_id, command, args)
         if idempotency_key is not None:

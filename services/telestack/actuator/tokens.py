@@ -8,6 +8,8 @@ Scopes:
 
 - ``read``: list devices, read commands;
 - ``command:<glob>``: command the devices whose id matches the glob (``command:plug-*``), and read them;
+- ``command:<glob>/<command>,...``: only those commands on those devices, nothing else (not even reading):
+  what a token a dashboard viewer can read may do (``command:plug-1/on,off,toggle``, a Grafana button);
 - ``ingest:<site>``: push telemetry for that site (the site tag is forced to it);
 - ``admin``: everything.
 
@@ -15,6 +17,9 @@ The running actuator re-reads the file when it changes, so a new token or a revo
 
 >>> principal = Principal("ab12cd34", "grafana", frozenset({"command:plug-*"}))
 >>> principal.can_command("plug-1"), principal.can_command("f1"), principal.can_read()
+(True, False, False)
+>>> button = Principal("ab12cd35", "grafana-buttons", frozenset({"command:plug-1/on,off"}))
+>>> button.can_command("plug-1", "on"), button.can_command("plug-1", "toggle"), button.can_command("plug-1")
 (True, False, False)
 """
 
@@ -45,6 +50,10 @@ TOKEN_PREFIX = "tst_"
 SCOPE_PATTERN = re.compile(
     r"^(read|admin|command:[A-Za-z0-9_.:*?\[\]!-]{1,128}|ingest:[A-Za-z0-9][A-Za-z0-9_.:-]{0,127})$"
 )
+# command:<device glob>/<command>[,<command>...]: '/' and ',' appear in neither device ids nor command names.
+RESTRICTED_COMMAND_PATTERN = re.compile(
+    r"^command:[A-Za-z0-9_.:*?\[\]!-]{1,128}/[A-Za-z_][A-Za-z0-9_.-]{0,63}(,[A-Za-z_][A-Za-z0-9_.-]{0,63}){0,31}$"
+)
 
 
 def hash_token(token: str) -> str:
@@ -53,9 +62,10 @@ def hash_token(token: str) -> str:
 
 def check_scope(scope: str) -> str:
     """The scope itself if valid, else `TokenStoreError` saying which forms exist."""
-    if not SCOPE_PATTERN.match(scope):
+    if not SCOPE_PATTERN.match(scope) and not RESTRICTED_COMMAND_PATTERN.match(scope):
         raise TokenStoreError(
-            f"invalid scope {scope!r}: use read, admin, command:<device glob> (e.g. command:plug-*) or ingest:<site>"
+            f"invalid scope {scope!r}: use read, admin, command:<device glob> (e.g. command:plug-*), "
+            "command:<device glob>/<command>,... (e.g. command:plug-1/on,off) or ingest:<site>"
         )
     return scope
 
@@ -76,10 +86,24 @@ class Principal:
         return self.is_admin or "read" in self.scopes
 
     def command_globs(self) -> list[str]:
-        return [scope.removeprefix("command:") for scope in self.scopes if scope.startswith("command:")]
+        """Device globs of the unrestricted command scopes (those grant reading the devices too)."""
+        return [
+            scope.removeprefix("command:") for scope in self.scopes if scope.startswith("command:") and "/" not in scope
+        ]
 
-    def can_command(self, device_id: str) -> bool:
-        return self.is_admin or any(fnmatch.fnmatchcase(device_id, glob) for glob in self.command_globs())
+    def can_command(self, device_id: str, command: str | None = None) -> bool:
+        """May command `device_id`: any command (`command` None), or that one (a restricted scope suffices)."""
+        if self.is_admin or any(fnmatch.fnmatchcase(device_id, glob) for glob in self.command_globs()):
+            return True
+        if command is None:
+            return False
+        for scope in self.scopes:
+            if not scope.startswith("command:"):
+                continue
+            glob, sep, names = scope.removeprefix("command:").partition("/")
+            if sep and command in names.split(",") and fnmatch.fnmatchcase(device_id, glob):
+                return True
+        return False
 
     def can_see(self, device_id: str) -> bool:
         """Reading a device: `read`, or the right to command it."""

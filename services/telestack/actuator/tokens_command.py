@@ -36,7 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--scope",
         action="append",
         required=True,
-        help="read | admin | command:<device glob> | ingest:<site>; repeat for several",
+        help="read | admin | command:<device glob> | command:<device glob>/<command>,... | ingest:<site>; "
+        "repeat for several",
     )
     create.add_argument("--expires-days", type=float, default=None, help="valid for this many days (default: forever)")
     listing = sub.add_parser("list", help="list tokens (never the tokens themselves)")

@@ -116,9 +116,11 @@ class CommandTracker:
                 del self._idempotency[key]
 
     def mark_sent(self, record: CommandRecord, ts_ms: int) -> None:
+        """The broker has it (PUBACK); a device may already have answered (its ack can overtake the PUBACK)."""
+        if record.sent_ms is None:
+            record.sent_ms = ts_ms
         if record.state == "pending":
             record.state = "sent"
-            record.sent_ms = ts_ms
 
     def finish(
         self,

@@ -58,6 +58,7 @@ class Instance:
     derived: float | None = None
     last_seen_ns: int | None = None
     last_point_ns: int | None = None
+    expected_since_ns: int | None = None  # an expected device (no-data `expect`): when alerting began waiting
     replay_guard_ns: int = -1
     origin: int | None = None
     notified: dict[str, NotifyMark] = field(default_factory=dict)
@@ -88,6 +89,7 @@ class Instance:
             "derived": self.derived,
             "last_seen_ns": self.last_seen_ns,
             "last_point_ns": self.last_point_ns,
+            "expected_since_ns": self.expected_since_ns,
             "origin": self.origin,
             "notified": {name: [mark.state.value, mark.at_ns] for name, mark in self.notified.items()},
         }
@@ -105,6 +107,7 @@ class Instance:
         self.derived = record.get("derived")
         self.last_seen_ns = record.get("last_seen_ns")
         self.last_point_ns = record.get("last_point_ns")
+        self.expected_since_ns = record.get("expected_since_ns")
         # Points up to the last one this state had seen are replays after a restart: skip them.
         self.replay_guard_ns = self.last_point_ns if self.last_point_ns is not None else -1
         self.origin = record.get("origin")

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from telestack.alerting.backtest import format_report, query_history, replay
+from telestack.alerting.expected import load_expected
 from telestack.alerting.rules import NoDataCondition, load_rules
 from telestack.alerting.settings import AlertingSettings
 from telestack.alerting.state_store import KafkaStateStore
@@ -50,6 +51,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="action")
     check = sub.add_parser("check", help="validate a rules file (exit 1 with file:line of each problem)")
     check.add_argument("rules", type=Path, help="rules file, e.g. config/alerts.yaml")
+    check.add_argument(
+        "--devices",
+        type=Path,
+        default=Path("config/devices.yaml"),
+        help="device registry of `expect: registry` rules (default: config/devices.yaml, as alerting.devices_file)",
+    )
     backtest = sub.add_parser("backtest", help="evaluate rules on InfluxDB history: what would have fired, when")
     backtest.add_argument("rules", type=Path, help="rules file")
     backtest.add_argument("--from", dest="start", required=True, help="start: ISO time, or 24h (that long ago)")
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     ruleset = load_rules(args.rules)
+    expected = load_expected(ruleset, args.devices)  # what a reload also resolves: an unreadable registry fails
     file = ruleset.file
     _out(
         f"{args.rules}: OK: {len(file.rules)} rules, {len(file.notifiers)} notifiers, "
@@ -86,6 +94,9 @@ def _check(args: argparse.Namespace) -> int:
         wait = "" if isinstance(rule.condition, NoDataCondition) or not rule.for_ else f" for {rule.for_:g}s"
         notify = ", ".join(ruleset.notify(rule)) or "nobody"
         disabled = " (disabled)" if not rule.enabled else ""
+        if isinstance(rule.condition, NoDataCondition) and rule.condition.expect is not None:
+            source = " (registry)" if rule.condition.expect == "registry" else ""
+            wait += " expecting " + (", ".join(expected.get(rule.name, ())) or "no device") + source
         _out(
             f"  {rule.name}{disabled}: {rule.condition.type} on {target}{wait} → {ruleset.severity(rule)}, "
             f"notify {notify}"

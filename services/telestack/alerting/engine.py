@@ -38,7 +38,7 @@ __all__ = ["DEFAULT_SUMMARY", "AlertEngine", "CompiledRule"]
 
 NS = 1_000_000_000
 DEFAULT_SUMMARY = "{rule} {state}: {measurement} {series} = {value} (threshold {threshold})"
-DEFAULT_NODATA_SUMMARY = "{rule} {state}: no data from {measurement} {series} for {duration}"
+DEFAULT_NODATA_SUMMARY = "{rule} {state}: no data from {measurement} {series} for {duration} (last seen: {last_seen})"
 
 _NORMAL, _PENDING, _FIRING, _RESOLVED = (
     AlertState.NORMAL,
@@ -78,6 +78,25 @@ class CompiledRule:
     repeat_ns: int
     new_tracker: Callable[[], Any] | None
     active: Callable[[float], bool]  # comparison.active, looked up once (hot path)
+    per_device: bool = False  # a no-data rule with `expect`: one instance per device, not per series
+    device_matches: Callable[[Mapping[str, str]], bool] = lambda tags: True
+
+    def instance_tags(self, tags: dict[str, str]) -> dict[str, str]:
+        """The tags naming this rule's instance for a series: the series' own, or only its device."""
+        if self.per_device and "device" in tags:
+            return {"device": tags["device"]}
+        return tags
+
+    def covers(self, tags: dict[str, str]) -> bool:
+        """True when an instance with these tags belongs to this rule (restore and rule reload)."""
+        if self.per_device and list(tags) == ["device"]:
+            return self.device_matches(tags)
+        return self.matches(tags) and self.instance_tags(tags) == tags
+
+    @property
+    def definition(self) -> tuple[Any, ...]:
+        """Everything of the rule that its instances depend on: equal definitions keep their state on reload."""
+        return (self.rule, self.severity, self.notify, self.group_by, self.group_wait_ns, self.repeat_ns)
 
     @classmethod
     def build(cls, rule: Rule, ruleset: RuleSet) -> CompiledRule:
@@ -129,6 +148,8 @@ class CompiledRule:
             repeat_ns=int(ruleset.repeat_interval(rule) * NS),
             new_tracker=new_tracker,
             active=comparison.active if comparison is not None else _never,
+            per_device=isinstance(cond, NoDataCondition) and cond.expect is not None,
+            device_matches=compile_matchers({k: v for k, v in rule.select.tags.items() if k == "device"}),
         )
 
 
@@ -185,10 +206,23 @@ def _local_time(t_ns: int | None) -> str:
 class AlertEngine:
     """Evaluates a `RuleSet` on points and clock ticks; see the module docstring."""
 
-    def __init__(self, ruleset: RuleSet) -> None:
+    def __init__(self, ruleset: RuleSet, expected: Mapping[str, Iterable[str]] | None = None) -> None:
+        self.instances: dict[str, Instance] = {}
+        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], _Binding] = {}
+        self._setpoints: dict[tuple[str, tuple[str | None, ...]], float] = {}
+        self._dependents: dict[tuple[str, tuple[str | None, ...]], dict[str, tuple[CompiledRule, Instance]]] = {}
+        self._pending: set[Instance] = set()
+        self._firing: set[Instance] = set()
+        self._nodata: dict[str, tuple[CompiledRule, Instance]] = {}
+        self._use(ruleset, expected)
+
+    def _use(self, ruleset: RuleSet, expected: Mapping[str, Iterable[str]] | None) -> None:
+        """Compile `ruleset` and index it (instances are the caller's business)."""
         self.ruleset = ruleset
         self.rules: dict[str, CompiledRule] = {r.name: CompiledRule.build(r, ruleset) for r in ruleset.rules}
-        self.instances: dict[str, Instance] = {}
+        self.expected: dict[str, tuple[str, ...]] = {
+            name: tuple(ids) for name, ids in (expected or {}).items() if name in self.rules
+        }
         self._by_measurement: dict[str, list[CompiledRule]] = {}
         self._feeds_by_measurement: dict[str, list[CompiledRule]] = {}
         for rule in self.rules.values():
@@ -196,12 +230,6 @@ class AlertEngine:
             if rule.setpoint_series is not None and rule.setpoint_series.measurement is not None:
                 self._feeds_by_measurement.setdefault(rule.setpoint_series.measurement, []).append(rule)
         self._measurements = frozenset(self._by_measurement) | frozenset(self._feeds_by_measurement)
-        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], _Binding] = {}
-        self._setpoints: dict[tuple[str, tuple[str | None, ...]], float] = {}
-        self._dependents: dict[tuple[str, tuple[str | None, ...]], dict[str, tuple[CompiledRule, Instance]]] = {}
-        self._pending: set[Instance] = set()
-        self._firing: set[Instance] = set()
-        self._nodata: dict[str, tuple[CompiledRule, Instance]] = {}
         self._silences: list[_CompiledSilence] = []
         for silence in ruleset.file.silences:
             self.add_silence(silence)
@@ -235,7 +263,7 @@ class AlertEngine:
         for rule in self._by_measurement.get(measurement, ()):
             if not rule.matches(tags):
                 continue
-            inst = self._new_instance(rule, measurement, tags)
+            inst = self._new_instance(rule, measurement, rule.instance_tags(tags))
             sp_key = None
             if rule.setpoint_series is not None:
                 sp_key = self._setpoint_key(rule, tags)
@@ -357,21 +385,50 @@ class AlertEngine:
         inst.active_since_ns = t
         return self._transition(rule, inst, _FIRING if rule.for_ns <= 0 else _PENDING, t)
 
-    def tick(self, now_ns: int) -> list[StateChange]:
-        """Time-driven changes: pending alerts whose `for` elapsed, silent series (no data)."""
+    def tick(self, now_ns: int, nodata: bool = True) -> list[StateChange]:
+        """Time-driven changes: pending alerts whose `for` elapsed, silent series (no data).
+
+        `nodata=False` skips the silent series: while the caller is still reading a backlog (after a restart),
+        a series looks silent only because its newer points are not read yet.
+        """
         changes: list[StateChange] = []
         for inst in list(self._pending):
             rule = self.rules[inst.rule]
             if inst.active and now_ns - (inst.active_since_ns or now_ns) >= rule.for_ns:
                 changes.append(self._transition(rule, inst, _FIRING, now_ns))
+        if not nodata:
+            return changes
         for rule, inst in self._nodata.values():
-            last = inst.last_seen_ns
+            # Silent since the last point, or, for an expected device never seen, since it was first expected.
+            last = inst.last_seen_ns if inst.last_seen_ns is not None else inst.expected_since_ns
             if last is None or inst.active or now_ns - last <= rule.nodata_after_ns:
                 continue
             inst.active = True
             inst.active_since_ns = last
             changes.append(self._transition(rule, inst, _FIRING, now_ns))
         return changes
+
+    def expect(self, now_ns: int, owns: Callable[[str], int | None] | None = None) -> list[Instance]:
+        """Create the instances of expected devices that have none yet, counting their silence from `now_ns`.
+
+        `owns(device_id)` gives the telemetry partition of a device this replica owns, or None for one it does
+        not (another replica expects it); without it every device is owned. Returns the new instances.
+        """
+        created: list[Instance] = []
+        for name, device_ids in self.expected.items():
+            rule = self.rules[name]
+            for device_id in device_ids:
+                tags = {"device": device_id}
+                if fingerprint_of(name, rule.measurement, tags) in self.instances:
+                    continue
+                origin = owns(device_id) if owns is not None else None
+                if owns is not None and origin is None:
+                    continue
+                inst = self._new_instance(rule, rule.measurement, tags)
+                inst.expected_since_ns = now_ns
+                inst.origin = origin
+                created.append(inst)
+        return created
 
     def _transition(self, rule: CompiledRule, inst: Instance, state: AlertState, t: int) -> StateChange:
         previous = inst.state
@@ -421,6 +478,7 @@ class AlertEngine:
             measurement=inst.measurement,
             field=rule.field if rule else None,
             series=",".join(f"{k}={v}" for k, v in sorted(inst.tags.items())),
+            last_seen="never" if inst.last_seen_ns is None else _local_time(inst.last_seen_ns),
         )
         return values
 
@@ -468,6 +526,62 @@ class AlertEngine:
             return f"inhibited by {source.fingerprint}"
         return None
 
+    # --- rule reload -------------------------------------------------------------------------------
+
+    def replace_rules(
+        self, ruleset: RuleSet, expected: Mapping[str, Iterable[str]] | None = None
+    ) -> tuple[list[Instance], list[str]]:
+        """Swap in a new rule set between two passes; returns (instances dropped, names of changed rules).
+
+        An instance of a rule whose definition is unchanged carries over untouched (state, window and rate
+        trackers, what each notifier was told). One of a changed rule keeps its state and delivered marks
+        (a firing alert stays firing until the new condition clears it) with fresh labels and trackers.
+        Dropped: instances of removed rules, of rules whose kind changed, of series the new selector no longer
+        covers, and never-seen devices no longer expected. New expected devices need `expect` afterwards.
+        """
+        old_rules = self.rules
+        self._use(ruleset, expected)
+        unchanged = {
+            name
+            for name, rule in self.rules.items()
+            if name in old_rules and old_rules[name].definition == rule.definition
+        }
+        changed = sorted(name for name in self.rules if name in old_rules and name not in unchanged)
+        self._series.clear()
+        self._dependents.clear()
+        self._nodata.clear()
+        self._setpoints = {key: value for key, value in self._setpoints.items() if key[0] in unchanged}
+        dropped: list[Instance] = []
+        for inst in list(self.instances.values()):
+            rule = self.rules.get(inst.rule)
+            old = old_rules.get(inst.rule)
+            if (
+                rule is None
+                or old is None
+                or rule.kind != old.kind
+                or rule.measurement != inst.measurement
+                or not rule.covers(inst.tags)
+                or (
+                    inst.last_seen_ns is None
+                    and inst.expected_since_ns is not None
+                    and inst.tags.get("device") not in self.expected.get(rule.name, ())
+                )
+            ):
+                dropped.append(inst)
+                continue
+            if rule.name not in unchanged:
+                inst.labels = {**inst.tags, **rule.labels, "rule": rule.name, "severity": rule.severity}
+                inst.tracker = rule.new_tracker() if rule.new_tracker is not None else None
+            if rule.kind == "nodata":
+                self._nodata[inst.fingerprint] = (rule, inst)
+            if rule.setpoint_series is not None:
+                self._dependents.setdefault(self._setpoint_key(rule, inst.tags), {})[inst.fingerprint] = (rule, inst)
+        for inst in dropped:
+            del self.instances[inst.fingerprint]
+            self._pending.discard(inst)
+            self._firing.discard(inst)
+        return dropped, changed
+
     # --- durability --------------------------------------------------------------------------------
 
     def restore(self, records: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
@@ -477,7 +591,7 @@ class AlertEngine:
         for record in records:
             rule = self.rules.get(str(record.get("rule")))
             tags = dict(record.get("tags") or {})
-            if rule is None or record.get("measurement") != rule.measurement or not rule.matches(tags):
+            if rule is None or record.get("measurement") != rule.measurement or not rule.covers(tags):
                 dropped += 1
                 continue
             inst = self._new_instance(rule, rule.measurement, tags)

@@ -204,6 +204,12 @@ class DeviationCondition(_Compared):
 class NoDataCondition(_Model):
     type: Literal["nodata"]
     after: Duration = Field(gt=0, description="active when the series sent nothing for this long")
+    expect: Literal["registry"] | list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        description="devices that must report even if never seen: `registry` (the devices of the device registry "
+        "whose id matches select.tags.device) or a list of ids; one instance per device (tag `device`), "
+        "and a never-seen device fires `after` from the time alerting first expected it",
+    )
 
 
 class RateCondition(_Compared):
@@ -418,6 +424,13 @@ def _cross_check(data: Any, rules_file: RulesFile) -> list[RuleProblem]:
         condition = rule.condition
         if isinstance(condition, NoDataCondition) and rule.for_ > 0:
             problem(("rules", index, "for"), "a nodata rule waits `after`; leave `for` out")
+        if isinstance(condition, NoDataCondition) and isinstance(condition.expect, list):
+            device_matches = compile_matchers({k: v for k, v in rule.select.tags.items() if k == "device"})
+            for i, device_id in enumerate(condition.expect):
+                if not device_matches({"device": device_id}):
+                    problem(
+                        ("rules", index, "condition", "expect", i), f"{device_id!r} does not match select.tags.device"
+                    )
         if not isinstance(condition, NoDataCondition) and rule.select.field is None:
             problem(("rules", index, "select"), f"a {condition.type} rule needs select.field")
     for name, config in rules_file.notifiers.items():

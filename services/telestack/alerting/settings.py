@@ -13,6 +13,13 @@ __all__ = ["AlertingOptions", "AlertingSettings"]
 
 class AlertingOptions(Section):
     rules: Path = Field(Path("config/alerts.yaml"), description="alert rules file (YAML)")
+    devices_file: Path = Field(
+        Path("config/devices.yaml"),
+        description="the device registry (the actuator's): no-data rules with `expect: registry` expect its devices",
+    )
+    reload_interval_s: float = Field(
+        2.0, ge=0, description="how often the rules file (and device registry) are checked for edits, s; 0 = never"
+    )
     group_id: str = Field("telestack-alerting", description="Kafka consumer group on the telemetry topic")
     instance_id: str | None = Field(
         None,

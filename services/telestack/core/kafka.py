@@ -336,6 +336,17 @@ class KafkaConsumer:
             lag[(tp.topic, tp.partition)] = max(0, high - position)
         return lag
 
+    def backlog_ends(self, partitions: Iterable[TopicPartition], timeout_s: float = 5) -> dict[int, int]:
+        """Partition → offset of its last record now, for those of `partitions` (just assigned) whose committed
+        offset is behind their end: what this member must read before it is up to date."""
+        ends: dict[int, int] = {}
+        for tp in self._consumer.committed(list(partitions), timeout=timeout_s):
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            start = tp.offset if tp.offset >= 0 else low  # no committed offset: auto.offset.reset is earliest
+            if high > start:
+                ends[tp.partition] = high - 1
+        return ends
+
     def close(self) -> None:
         """Commit stored offsets and leave the group."""
         try:

@@ -97,6 +97,15 @@ class HealthCheck:
     probe: Callable[[], tuple[bool, str]]
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A client that hangs up early (a healthcheck that timed out) is not an error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipeError, ConnectionResetError
+            return
+        super().handle_error(request, client_address)
+
+
 class HealthServer:
     """Serves ``GET /healthz`` (200 or 503 with a JSON body naming each check) and ``GET /metrics``."""
 
@@ -131,7 +140,7 @@ class HealthServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet: scraped every few seconds
                 return
 
-        self._httpd = ThreadingHTTPServer((settings.host, settings.port), Handler)
+        self._httpd = _QuietHTTPServer((settings.host, settings.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="health-http", daemon=True)
 

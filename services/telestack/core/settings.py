@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,10 +69,48 @@ def check_secret(value: SecretStr | None, name: str) -> SecretStr | None:
     return value
 
 
+def _merge_over_defaults(cls: type[BaseModel], data: Any) -> Any:
+    """A partial value of a nested section keeps the section's defaults for what it does not set.
+
+    The one merge rule for every section: ``TELESTACK_MQTT_BRIDGE__HTTP__HOST=0.0.0.0`` changes the host and
+    keeps the bridge's default port, exactly as if the YAML said ``mqtt_bridge: {http: {host: 0.0.0.0}}``.
+    Without it pydantic validates ``{host}`` against the section class alone, ignoring the field's own default
+    (e.g. ``HttpSettings(port=9102)``), and the port silently falls back to the class default.
+    """
+    if not isinstance(data, dict):
+        return data
+    merged = dict(data)
+    for name, field in cls.model_fields.items():
+        key = name if name in merged else field.alias
+        value = merged.get(key) if key is not None else None
+        if not isinstance(value, dict) or field.is_required():
+            continue
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            merged[key] = _deep_merge(default.model_dump(round_trip=True), value)
+    return merged
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        merged[key] = _deep_merge(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
 class Section(BaseModel):
-    """Base of every settings section: unknown keys are errors, so a typo in YAML fails at start."""
+    """Base of every settings section: unknown keys are errors, so a typo in YAML fails at start.
+
+    A partial nested value is merged over the field's default section (`_merge_over_defaults`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_values_keep_defaults(cls, data: Any) -> Any:
+        return _merge_over_defaults(cls, data)
 
 
 class TopicSettings(Section):
@@ -162,6 +200,11 @@ class TelestackSettings(BaseSettings):
 
     log: LogSettings = Field(default_factory=lambda: LogSettings())
     kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_values_keep_defaults(cls, data: Any) -> Any:
+        return _merge_over_defaults(cls, data)
 
     @classmethod
     def settings_customise_sources(

@@ -1,7 +1,8 @@
 """``telestack native``: run Kafka, Mosquitto and InfluxDB as local processes, for machines without Docker.
 
-telestack native install      # build/download once into ~/.cache/telestack (InfluxDB: ~20 min cold),
-                              # and InfluxDB's line-protocol parser as a test oracle (seconds)
+telestack native install      # build/download once into ~/.cache/telestack (InfluxDB: 5-10 min cold), and
+                              # the tools tests and benchmarks run beside them (Telegraf,
+                              # InfluxDB's line-protocol parser as a test oracle)
 telestack native up           # start them in the background; prints where they listen
 telestack native env          # TELESTACK_* variables for services, e.g. eval "$(telestack native env)"
 telestack native status
@@ -19,7 +20,6 @@ from pathlib import Path
 
 from telestack.core.errors import ServerError
 from telestack.native.endpoints import Endpoints
-from telestack.native.oracle import install_lineproto_oracle
 from telestack.native.servers import free_port, report
 from telestack.native.stack import NativeStack, default_run_dir, stop_run_dir
 
@@ -84,8 +84,7 @@ def _running(run_dir: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     run_dir: Path = (args.run_dir or default_run_dir()).resolve()
     if args.action == "install":
-        NativeStack(run_dir).install()
-        install_lineproto_oracle()
+        NativeStack(run_dir).install(tools=True)
         return 0
     if args.action == "up":
         if _running(run_dir):

@@ -25,6 +25,7 @@ from telestack.native.servers import (
     MosquittoServer,
     NativeServer,
     report,
+    run_script,
     stop_process_group,
 )
 
@@ -36,6 +37,8 @@ ORG = "telestack"
 BUCKET = "telemetry"
 MQTT_USER = "telestack"
 INFLUX_USER = "telestack-admin"
+# Tools the tests and benchmarks run beside the servers, built once into the cache (`telestack native install`).
+TOOL_SCRIPTS = ("install-telegraf.sh", "install-lineproto-oracle.sh")
 
 
 def default_run_dir() -> Path:
@@ -65,12 +68,18 @@ class NativeStack:
     def pids_path(self) -> Path:
         return self.run_dir / "pids.json"
 
-    def install(self) -> None:
+    def install(self, tools: bool = False) -> None:
+        """Install the servers; with `tools`, also what the tests and benchmarks run beside them (Telegraf)."""
         started = time.monotonic()
         for server in self.servers:
             report(f"installing {server.name} (cached under $TELESTACK_CACHE after the first time)")
             server.install()
         report(f"servers installed in {time.monotonic() - started:.1f} s")
+        if tools:
+            for script in TOOL_SCRIPTS:
+                started = time.monotonic()
+                path = run_script(script)
+                report(f"{script}: {path} ready in {time.monotonic() - started:.1f} s")
 
     def _credentials(self) -> tuple[str, str, str]:
         """(mqtt password, influx password, influx token): reused from a previous run of this directory."""
