@@ -1,4 +1,6 @@
-"""Line protocol speed: serialize and parse, in lines per second, on typical telemetry lines.
+"""Line protocol speed: serialize and parse, in lines per second, on typical telemetry lines; and parse speed on
+adversarial payloads (unbalanced quotes, quoted comments, long backslash runs), in bytes per second, which must
+not fall with the payload's size (it fell quadratically before issue 12).
 
 Run with ``make bench-lineproto``; the last line of output is a JSON object of the figures.
 """
@@ -6,11 +8,13 @@ Run with ``make bench-lineproto``; the last line of output is a JSON object of t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from collections.abc import Callable
 
+from telestack.core.errors import LineProtocolError
 from telestack.core.lineproto import Point, format_point, parse_lines
 
 __all__ = ["main"]
@@ -50,6 +54,23 @@ def _sample(n: int) -> list[Point]:
     return points
 
 
+def _adversarial(size: int) -> list[str]:
+    """Payloads of about `size` characters that a careless splitter or scanner handles in quadratic time."""
+    return [
+        '# don"t panic\n' + "cpu value=1 1\n" * (size // 14),
+        'm s="' + "x=1,y\n" * (size // 6),
+        "m" + "\\" * size + " v=1",
+        "m," + "t\\,=v\\," * (size // 8) + "x=1 v=1",
+        '# a=b "c\n' * (size // 9),
+    ]
+
+
+def _parse_all(payloads: list[str]) -> None:
+    for text in payloads:
+        with contextlib.suppress(LineProtocolError):
+            parse_lines(text)
+
+
 def _rate(work: Callable[[], object], lines: int, repeat: int) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -74,10 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         "parse_lines_per_s": round(_rate(lambda: parse_lines(text), args.lines, args.repeat)),
         "parse_escaped_lines_per_s": round(_rate(lambda: parse_lines(escaped), args.lines, args.repeat)),
     }
+    for size in (32_768, 262_144):  # 256 KiB: the MQTT bridge's largest payload
+        payloads = _adversarial(size)
+        total = sum(len(p) for p in payloads)
+        figures[f"parse_adversarial_{size // 1024}k_bytes_per_s"] = round(
+            _rate(lambda payloads=payloads: _parse_all(payloads), total, args.repeat)
+        )
     sys.stdout.write(
         f"serialize: {figures['serialize_lines_per_s']:>10,} lines/s\n"
         f"parse:     {figures['parse_lines_per_s']:>10,} lines/s\n"
         f"parse (1/3 lines escaped): {figures['parse_escaped_lines_per_s']:,} lines/s\n"
+        f"parse adversarial 32 KiB payloads:  {figures['parse_adversarial_32k_bytes_per_s']:,} bytes/s\n"
+        f"parse adversarial 256 KiB payloads: {figures['parse_adversarial_256k_bytes_per_s']:,} bytes/s\n"
     )
     sys.stdout.write(json.dumps(figures) + "\n")
     return 0

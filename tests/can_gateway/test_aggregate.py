@@ -12,7 +12,7 @@ from telestack.can_gateway.aggregate import Aggregator
 from telestack.can_gateway.command import build_gateway
 from telestack.can_gateway.decoder import Frame
 from telestack.core.kafka import ensure_topics
-from telestack.core.lineproto import parse_lines
+from telestack.core.lineproto import UInt, parse_lines
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings
 from tests.can_gateway.conftest import SESSION_LOG, consume, gateway_settings
@@ -149,7 +149,19 @@ def test_a_frame_the_aggregator_refuses_is_dead_lettered_and_the_gateway_goes_on
     )
     assert [p.fields["Kmh_count"] for p in speeds] == [10, 10, 5]  # every speed frame, before and after
     odometer = [p for p in (p for r in telemetry for p in parse_lines(r.value.decode())) if p.measurement == "Odometer"]
-    if not odometer:  # refused (int64 line protocol): then it is in the dead-letter topic, with the reason
-        (dead,) = consume(kafka, dlq, lambda got: len(got) >= 1)
-        assert dead.header("reason") == "aggregation" and dead.header("detail")
-        assert b"TotalTicks" in dead.value
+    # Written as uint64 (issue 12); before that fix the aggregator refused it, which must not stop the loop.
+    assert [p.fields["TotalTicks_max"] for p in odometer] == [2**64 - 1]
+
+
+def test_uint64_fields_keep_their_type() -> None:
+    agg = Aggregator(1.0)
+    agg.add_lines([f"m,bus=a u={2**64 - 1}u 1000000000", f"m,bus=a u={2**63}u 1100000000"])
+    (point,) = parse_lines("\n".join(agg.flush_all()))
+    assert point.fields == {
+        "u_mean": (2**64 - 1 + 2**63) / 2,
+        "u_min": 2**63,
+        "u_max": 2**64 - 1,
+        "u_last": 2**63,
+        "u_count": 2,
+    }
+    assert [type(point.fields[k]) for k in ("u_min", "u_max", "u_last", "u_count")] == [UInt, UInt, UInt, int]

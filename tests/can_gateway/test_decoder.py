@@ -25,7 +25,7 @@ from telestack.can_gateway.decoder import (
 )
 from telestack.can_gateway.errors import DatabaseError, DecodeFailure, MappingError
 from telestack.can_gateway.settings import MessageMapping
-from telestack.core.lineproto import parse_lines
+from telestack.core.lineproto import UInt, parse_lines
 from tests.can_gateway.conftest import DATA, VEHICLE_DBC
 
 
@@ -248,3 +248,30 @@ def test_broken_database_names_the_file_and_line(tmp_path: Any) -> None:
         load_databases([DATA / "broken_syntax.dbc"])
     with pytest.raises(DatabaseError, match="does not exist"):
         load_databases([tmp_path / "missing.dbc"])
+
+
+def test_unsigned_64_bit_signals_are_written_as_uint64() -> None:
+    """Was `<n>i` for values from 2**63 up: not line protocol (InfluxDB and our parser refuse it)."""
+    db = cantools.database.load_string(
+        'VERSION ""\nBU_: N\n'
+        "BO_ 1 M: 16 N\n"
+        ' SG_ U64 : 0|64@1+ (1,0) [0|0] "" N\n'
+        ' SG_ S64 : 64|64@1- (1,0) [0|0] "" N\n'
+        "BO_ 2 Small: 1 N\n"
+        ' SG_ U8 : 0|8@1+ (1,0) [0|255] "" N\n',
+        database_format="dbc",
+    )
+    message = db.get_message_by_frame_id(1)  # type: ignore[union-attr]
+    compiled = compile_bus([db], vehicle="v", bus="b")  # type: ignore[list-item]
+    fallback = _fallback_decoder(
+        message, mapping=MessageMapping(), choices="string", tags={"vehicle": "v"}, mux_tag="mux"
+    )
+    for u64 in (0, 5, 2**63 - 1, 2**63, 2**64 - 1):
+        payload = u64.to_bytes(8, "little") + (-(2**63)).to_bytes(8, "little", signed=True)
+        for line in (compiled.decode_line(1, payload, 1.0), fallback(payload, 1.0)):
+            (point,) = parse_lines(line)
+            assert point.fields == {"U64": u64, "S64": -(2**63)}
+            assert type(point.fields["U64"]) is UInt, line  # one type for every value: the field's type is fixed
+            assert type(point.fields["S64"]) is int
+            assert f"U64={u64}u" in line
+    assert "U8=255i" in compiled.decode_line(2, b"\xff", 1.0)  # narrower unsigned signals stay int64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,8 @@ from telestack.core.errors import LineProtocolError
 from telestack.core.lineproto import (
     INT64_MAX,
     INT64_MIN,
+    MAX_TIME_NS,
+    MIN_TIME_NS,
     UINT64_MAX,
     Point,
     UInt,
@@ -60,13 +63,23 @@ def test_format_and_parse_examples(point: Point, line: str) -> None:
         (Point("m", {"k": ""}, {"v": 1.0}), "must not be empty"),
         (Point("m", {"k": "a\nb"}, {"v": 1.0}), "newline"),
         (Point("m", {"k": "end\\"}, {"v": 1.0}), "backslash"),
-        (Point("m", {"k": "a\\,b"}, {"v": 1.0}), "backslash"),
+        (Point("m\\", {"k": "v"}, {"v": 1.0}), "backslash"),
+        (Point("m", {}, {"f\\": 1.0, "g": 2.0}), "backslash"),
+        (Point("m", {"time": "x"}, {"v": 1.0}), "reserved"),
+        (Point("m", {"_measurement": "x"}, {"v": 1.0}), "reserved"),
+        (Point("m", {"_field": "x"}, {"v": 1.0}), "reserved"),
+        (Point("m", {}, {"time": 1.0}), "dropped"),
+        (Point("m", {}, {"\t": 1.0}), "tab"),
+        (Point("m", {}, {"s": "x" * (2**20 + 1)}), "longer than"),
+        (Point("m" * 65_536, {}, {"v": 1.0}), "65535"),
         (Point("m", {}, {"v": math.nan}), "not finite"),
         (Point("m", {}, {"v": math.inf}), "not finite"),
-        (Point("m", {}, {"v": INT64_MAX + 1}), "int64"),
+        (Point("m", {}, {"v": UINT64_MAX + 1}), "int64 and uint64"),
+        (Point("m", {}, {"v": INT64_MIN - 1}), "int64 and uint64"),
         (Point("m", {}, {"v": UInt(UINT64_MAX + 1)}), "uint64"),
         (Point("m", {}, {"v": [1]}), "unsupported type"),  # type: ignore[dict-item]
-        (Point("m", {}, {"v": 1.0}, INT64_MAX + 1), "int64"),
+        (Point("m", {}, {"v": 1.0}, INT64_MAX), "range"),
+        (Point("m", {}, {"v": 1.0}, INT64_MIN + 1), "range"),
         (Point("m", {}, {"s": "bad \ud800 text"}), "UTF-8"),
         (Point("m", {"k\udfff": "v"}, {"v": 1.0}), "UTF-8"),
     ],
@@ -76,9 +89,22 @@ def test_format_rejects_what_influxdb_cannot_store(point: Point, reason: str) ->
         format_point(point)
 
 
-def test_even_backslash_runs_before_specials_are_representable() -> None:
-    point = Point("m", {"k": "a\\\\,b", "e": "x\\\\"}, {"v": 1.0})
-    assert parse_line(format_point(point)) == point
+@pytest.mark.parametrize(
+    "point",
+    [
+        Point("m", {"k": "a\\,b", "e\\ x": "x\\\\y"}, {"v": 1.0}),
+        Point('a\\=b\\"c\\,d', {}, {"v": 1.0}),
+        Point("m", {}, {"big": INT64_MAX + 1, "max": UINT64_MAX}, MAX_TIME_NS),
+        Point("m", {}, {"\tk": 1.0, "a": 2.0}, MIN_TIME_NS),
+    ],
+)
+def test_backslashes_and_limits_that_influxdb_reads_back(point: Point) -> None:
+    """A backslash before a special character is escaped by a second one; only one at the end of a name is not."""
+    read = parse_line(format_point(point))
+    assert read == point
+    assert [type(v) for v in read.fields.values()] == [
+        UInt if type(v) is int and v > INT64_MAX else type(v) for v in point.fields.values()
+    ]
 
 
 @pytest.mark.parametrize(
@@ -107,22 +133,31 @@ def test_parse_field_types(line: str, expected: dict[str, object]) -> None:
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ("m", "measurement|expected"),
-        ("m,t=1", "measurement|expected"),
-        ("m v=", "no value"),
+        ("m", "missing fields"),
+        ("m,t=1", "missing fields"),
+        ("m v=", "neither empty"),
         ("m v=1 x", "timestamp"),
-        ("m v=1  5", "expected|timestamp"),
+        ("m v=1 5 6", "after the timestamp"),
+        ("m v=1 5\r", "timestamp"),
         ("m v=abc", "invalid value"),
-        ("m v=1.5i", "invalid value"),
-        ("m v=-1u", "invalid value"),
-        (f"m v={INT64_MAX + 1}i", "overflows int64"),
-        ('m s="open', "unterminated"),
-        ('m s="a"x', "unexpected"),
+        ("m v=1.5i", "invalid integer"),
+        ("m v=-1u", "invalid unsigned"),
+        (f"m v={INT64_MAX + 1}i", "int64"),
+        ('m s="open', "unbalanced quotes"),
+        ('m s="é"é', "after the closing quote"),
         ("m,t v=1", "invalid tag"),
         ("m,=x v=1", "invalid tag"),
-        ("m =1", "invalid field"),
+        ("m,t=a=b v=1", "invalid tag"),
+        ("m =1", "neither empty"),
         ("m v=1e999", "float64"),
-        (f"m v=1 {INT64_MAX + 1}", "overflows"),
+        (f"m v=1 {INT64_MAX}", "range"),
+        ("m,time=1 v=1", "reserved"),
+        ("m,a=1,a=2 v=1", "duplicate"),
+        ("m,b=1,a=2,b=3 x=1", "duplicate"),
+        ("m v=1,v=2i", "different types"),
+        ("m time=1", "time"),
+        ("m \t=1", "empty field key"),
+        ("m" * 65_536 + " v=1", "65535"),
     ],
 )
 def test_parse_rejects_bad_lines(line: str, reason: str) -> None:
@@ -130,8 +165,25 @@ def test_parse_rejects_bad_lines(line: str, reason: str) -> None:
         parse_line(line)
 
 
+@pytest.mark.parametrize(
+    ("line", "point"),
+    [
+        ("m  v=1   5  ", Point("m", {}, {"v": 1.0}, 5)),  # extra and trailing spaces
+        ("m\tx v=1", Point("m\tx", {}, {"v": 1.0})),  # a tab inside a name is a character
+        ("m \t v=1", Point("m", {}, {"v": 1.0})),  # before fields, tabs and NULs are skipped
+        ("m,a==b v=1", Point("m", {"a": "=b"}, {"v": 1.0})),  # a tag value may start with '='
+        ('m s="a"x', Point("m", {}, {"s": 'a"'})),  # InfluxDB drops the last character, quote or not
+        ("m\\\\,t=v v=1", Point("m\\,t=v", {}, {"v": 1.0})),  # a backslash escapes the comma after any backslash
+        ("m,b=1,a=2 v=1,v=2", Point("m", {"a": "2", "b": "1"}, {"v": 2.0})),  # same type twice: the last wins
+        ("m v=1 -9223372036854775806", Point("m", {}, {"v": 1.0}, MIN_TIME_NS)),
+    ],
+)
+def test_parse_reads_what_influxdb_reads(line: str, point: Point) -> None:
+    assert parse_line(line) == point
+
+
 def test_parse_lines_reports_line_numbers_and_skips_comments() -> None:
-    text = "# header\n\nm v=1 1\n  m v=2 2\r\n"
+    text = "# header\n\nm v=1 1\n  m v=2 2\n\t# indented comment\n"
     assert [p.time_ns for p in parse_lines(text)] == [1, 2]
     with pytest.raises(LineProtocolError, match="line 3") as info:
         parse_lines("m v=1\n# c\nbroken\n")
@@ -199,3 +251,50 @@ def test_quotes_in_tags_and_escaped_backslashes_do_not_confuse_line_splitting() 
     assert [p.time_ns for p in points] == [1, 2, 3]
     assert points[0].tags == {"t": 'a"b'} and points[0].fields == {"s": "ends with \\"}
     assert points[1].fields == {"s": "two\nlines", "v": 1.0}
+
+
+# --- regressions (issue 12) ---------------------------------------------------------------------------------
+
+
+def test_comment_with_an_odd_quote_does_not_swallow_the_lines_after_it() -> None:
+    """Was: [] (no error): the comment's quote opened a 'string' that ran to the end of the payload."""
+    points = parse_lines('# don"t panic\ncpu value=1 1\ncpu value=2 2\n')
+    assert points == [Point("cpu", {}, {"value": 1.0}, 1), Point("cpu", {}, {"value": 2.0}, 2)]
+
+
+def adversarial_payloads(size: int) -> dict[str, str]:
+    """Shapes that made the old splitter or scanner quadratic, each about `size` characters."""
+    lines = size // 16
+    return {
+        "comment with a quote, then lines": '# don"t panic\n' + "cpu value=1 1\n" * lines,
+        "unbalanced quote": 'm s="' + "x=1,y\n" * (size // 6),
+        "quote toggles": "m s=" + '"\\"' * (size // 3) + '"',
+        "backslash run": "m" + "\\" * size + " v=1",
+        "escaped commas": "m," + "t\\,=v\\," * (size // 8) + "x=1 v=1",
+        "many fields": "m " + ",".join(f"f{i}=1" for i in range(size // 8)),
+        "many tags": "m," + ",".join(f"t{i}=v" for i in range(size // 8)) + " v=1",
+        "comment lines with quotes": '# a=b "c\n' * (size // 9),
+    }
+
+
+def _parse_seconds(text: str) -> float:
+    """CPU seconds (the best of 3): other processes on a shared machine do not count against the parser."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        with contextlib.suppress(LineProtocolError):
+            parse_lines(text)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize("shape", list(adversarial_payloads(16)))
+def test_parse_time_grows_linearly_on_adversarial_input(shape: str) -> None:
+    """Was quadratic: 96 KB took 2-7 s and 256 KB (the bridge's largest payload) 28 s."""
+    small = adversarial_payloads(32_768)[shape]
+    big = adversarial_payloads(262_144)[shape]
+    small_s, big_s = _parse_seconds(small), _parse_seconds(big)
+    per_byte_small, per_byte_big = small_s / len(small), big_s / len(big)
+    # Linear: the time per byte does not grow with the size (3x slack for a noisy shared machine).
+    assert per_byte_big < 3 * per_byte_small + 2e-7, (small_s, big_s)
+    assert big_s < 2.0, f"{shape}: {len(big)} characters took {big_s:.2f} s"

@@ -37,7 +37,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from telestack.actuator.errors import Forbidden, InvalidInput, PayloadTooLarge, Problem, UnsupportedMedia
 from telestack.actuator.tokens import IngestGrant
 from telestack.core.errors import LineProtocolError
-from telestack.core.lineproto import FieldValue, Point, format_point, iter_lines, parse_line
+from telestack.core.lineproto import MAX_TIME_NS, MIN_TIME_NS, FieldValue, Point, format_point, iter_lines, parse_line
 
 __all__ = [
     "MEDIA_TYPES",
@@ -55,7 +55,6 @@ PRECISIONS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 MEDIA_TYPES = ("text/plain", "application/json")
 MAX_LISTED_PROBLEMS = 100
 _FORM = "application/x-www-form-urlencoded"  # what curl -d / --data-binary sends without -H Content-Type
-INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -223,8 +222,8 @@ def _scaled(time: int | None, precision: str) -> int | None:
     if time is None:
         return None
     ns = time * PRECISIONS[precision]
-    if abs(ns) > INT64_MAX:
-        raise LineProtocolError(f"timestamp {time} in precision {precision} is out of the int64 ns range")
+    if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+        raise LineProtocolError(f"timestamp {time} in precision {precision} is outside InfluxDB's range")
     return ns
 
 
@@ -297,8 +296,8 @@ def _describe(err: Any) -> str:
 def _time_ns(value: datetime | int | None, precision: str) -> int | None:
     if isinstance(value, datetime):
         ns = (value - _EPOCH) // timedelta(microseconds=1) * 1_000
-        if abs(ns) > INT64_MAX:
-            raise LineProtocolError(f"time {value.isoformat()} is out of the int64 ns range (years 1678-2262)")
+        if not MIN_TIME_NS <= ns <= MAX_TIME_NS:
+            raise LineProtocolError(f"time {value.isoformat()} is outside InfluxDB's range (years 1678-2262)")
         return ns
     return _scaled(value, precision)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from telestack.core.errors import LineProtocolError
-from telestack.core.lineproto import FieldValue, Point, format_point, parse_line
+from telestack.core.lineproto import FieldValue, Point, format_point, iter_lines, parse_line
 
 __all__ = ["FUNCTIONS", "Aggregator"]
 
@@ -73,12 +73,11 @@ class Aggregator:
         """Account `lines` (each may hold several, newline-separated); return the windows they closed."""
         out: list[str] = []
         for text in lines:
-            for line in text.split("\n"):
-                if line:
-                    try:
-                        self._add(parse_line(line), out)
-                    except LineProtocolError as exc:
-                        self.rejected.append((line, str(exc)))
+            for line_no, line in iter_lines(text):
+                try:
+                    self._add(parse_line(line, line_no), out)
+                except LineProtocolError as exc:
+                    self.rejected.append((line, str(exc)))
         return out
 
     def take_rejected(self) -> list[tuple[str, str]]:

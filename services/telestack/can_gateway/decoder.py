@@ -54,7 +54,7 @@ from cantools.database.conversion import (
 from telestack.can_gateway.errors import DatabaseError, DecodeFailure, MappingError
 from telestack.can_gateway.settings import MessageMapping
 from telestack.core.errors import LineProtocolError
-from telestack.core.lineproto import Point, format_point
+from telestack.core.lineproto import Point, UInt, format_point
 
 __all__ = [
     "BRS",
@@ -194,10 +194,35 @@ def _numeric_expr(conversion: Any, raw: str) -> tuple[str, bool]:
     raise _Unsupported(f"conversion {type(inner).__name__}")
 
 
+INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
+
+
+def _integer_suffix(signal: Signal) -> str:
+    """The line-protocol type of an integer signal, fixed for all its values so the field keeps one type.
+
+    ``i`` when every value it can take fits int64; ``u`` when they are all >= 0 and fit uint64 but not all
+    int64 (an unsigned 64-bit signal: 2**63 and up is not a valid ``i``); '' when no one type holds them all.
+    """
+    conversion = signal.conversion
+    inner = conversion._conversion if isinstance(conversion, NamedSignalConversion) else conversion
+    if signal.is_signed:
+        ends = (-(1 << (signal.length - 1)), (1 << (signal.length - 1)) - 1)
+    else:
+        ends = (0, (1 << signal.length) - 1)
+    if isinstance(inner, LinearIntegerConversion):
+        ends = (ends[0] * inner.scale + inner.offset, ends[1] * inner.scale + inner.offset)
+    low, high = min(ends), max(ends)
+    if low >= INT64_MIN and high <= INT64_MAX:
+        return "i"
+    if low >= 0 and high <= UINT64_MAX:
+        return "u"
+    return ""
+
+
 MEMO_MAX_BITS = 16  # signals this narrow memoize their formatted value: at most 65,536 entries per conversion
 
 
-def _memo_for(ctx: _Ctx, signal: Signal, numeric_is_int: bool, presigned: bool) -> str:
+def _memo_for(ctx: _Ctx, signal: Signal, numeric_is_int: bool, presigned: bool, suffix: str) -> str:
     """A shared dict raw bits → formatted value, filled on first sight with cantools' own conversion."""
     conversion = signal.conversion
     inner = conversion._conversion if isinstance(conversion, NamedSignalConversion) else conversion
@@ -213,7 +238,7 @@ def _memo_for(ctx: _Ctx, signal: Signal, numeric_is_int: bool, presigned: bool) 
     def miss(bits: int) -> str:
         raw = bits - wrap if signed and bits & sign_bit else bits
         value = to_scaled(raw, False)
-        text = f"{value}i" if numeric_is_int else repr(value)
+        text = f"{value}{suffix}" if numeric_is_int else repr(value)
         memo[bits] = text
         return text
 
@@ -240,9 +265,12 @@ def _emit_signal(
     if signal.is_float and (signal.length not in (32, 64) or conversion.choices):
         raise _Unsupported(f"float signal {signal.name} of {signal.length} bits")
     numeric, is_int = _numeric_expr(conversion, raw)
+    suffix = _integer_suffix(signal) if is_int else ""
+    if is_int and not suffix:
+        raise _Unsupported(f"integer signal {signal.name} takes values no single int64 or uint64 type holds")
     labelled = bool(conversion.choices) and ctx.choices in ("string", "both")
     if not is_mux and not signal.is_float and not labelled and signal.length <= MEMO_MAX_BITS:
-        memo = _memo_for(ctx, signal, is_int, extracted)
+        memo = _memo_for(ctx, signal, is_int, extracted, suffix)
         code.append(f"{indent}{text} = {memo}.get({raw})")
         code.append(f"{indent}if {text} is None:")
         code.append(f"{indent}    {text} = {memo}_miss({raw})")
@@ -261,7 +289,7 @@ def _emit_signal(
         else:
             code.append(f"{indent}{selector} = int({numeric})")
     fields: list[_Field] = []
-    number_text = "i" if is_int else ""
+    number_text = suffix
     number_fmt = "" if is_int else "!r"
     if labelled:
         labels = ctx.const("labels", {int(k): _lp_string(str(v)) for k, v in (conversion.choices or {}).items()})
@@ -469,6 +497,7 @@ def _fallback_decoder(
     """Decode with cantools and format the result: slower, for what the generator does not compile."""
     default = mapping.measurement or message.name
     multiplexers = [s.name for s in message.signals if s.is_multiplexer]
+    unsigned = {s.name for s in message.signals if not s.is_float and _integer_suffix(s) == "u"}
 
     def decode(data: bytes, ts: float) -> str:
         try:
@@ -488,7 +517,7 @@ def _fallback_decoder(
             if isinstance(value, int | float) and not isinstance(value, bool):
                 if isinstance(value, float) and not math.isfinite(value):
                     continue
-                target[out] = value
+                target[out] = UInt(value) if isinstance(value, int) and name in unsigned else value
             else:
                 target[out] = str(value)
                 if choices == "both":

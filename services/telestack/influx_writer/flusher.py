@@ -320,7 +320,7 @@ def _join(values: Any) -> bytes:
 
 
 def _line_count(value: bytes) -> int:
-    return sum(1 for line in value.split(b"\n") if line.strip())
+    return len(_lines_of(value))
 
 
 def _lines_of(value: bytes) -> list[bytes]:

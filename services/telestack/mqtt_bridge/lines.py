@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from telestack.core.lineproto import Point, format_point
+from telestack.core.lineproto import MAX_TIME_NS, MIN_TIME_NS, Point, format_point
 
 __all__ = ["LineWriter"]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_SHORT_LINE = 16_000  # characters: no series key limit (65,535 bytes) can be reached, at 4 bytes a character
+_LONG_STRING = 262_144  # characters: from here a string value may pass InfluxDB's 1 MiB limit
 _ESCAPE_STRING = str.maketrans({"\\": "\\\\", '"': '\\"'})
 # Past this many distinct names, a cache starts over (a topic level used as a tag could be unbounded).
 _CACHE_LIMIT = 20_000
@@ -46,6 +48,8 @@ class LineWriter:
         cache_key = (point.measurement, tuple(point.tags.items()))
         prefix = self._prefixes.get(cache_key)
         if prefix is None:
+            if "\\" in point.measurement or any("\\" in k or "\\" in v for k, v in point.tags.items()):
+                return format_point(point)  # a backslash: the reference checks the whole line reads back
             # format_point escapes (or refuses) measurement and tags; " _=true" is the one-field tail.
             prefix = format_point(Point(point.measurement, point.tags, {"_": True}))[: -len(" _=true")]
             if len(self._prefixes) >= _CACHE_LIMIT:
@@ -67,11 +71,15 @@ class LineWriter:
                     return format_point(point)  # raises, naming the field
                 text = f"{value}i"
             elif kind is str:
+                if len(value) >= _LONG_STRING:  # type: ignore[arg-type]
+                    return format_point(point)  # formats or refuses (over 1 MiB)
                 text = f'"{value.translate(_ESCAPE_STRING)}"'  # type: ignore[union-attr]
             else:
                 return format_point(point)  # UInt and anything else: the reference formats or refuses it
             key = keys.get(name)
             if key is None:
+                if "\\" in name or name[:1] in ("\t", "\x00"):
+                    return format_point(point)  # backslash, or skipped as whitespace if first: the reference
                 key = format_point(Point("m", {}, {name: True}))[2 : -len("=true")]
                 if len(keys) >= _CACHE_LIMIT:
                     keys.clear()
@@ -79,7 +87,17 @@ class LineWriter:
             parts.append(f"{key}={text}")
         line = f"{prefix} {','.join(parts)}"
         if point.time_ns is not None:
-            if not _INT64_MIN <= point.time_ns <= _INT64_MAX:
-                return format_point(point)  # raises: InfluxDB stores int64 nanoseconds only
+            if not MIN_TIME_NS <= point.time_ns <= MAX_TIME_NS:
+                return format_point(point)  # raises: outside InfluxDB's time range
             line = f"{line} {int(point.time_ns)}"
+        if len(line) > _SHORT_LINE or not (line.isascii() or _utf8(line)):
+            return format_point(point)  # key length limits, lone surrogates: the reference formats or refuses
         return line
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

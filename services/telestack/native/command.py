@@ -1,7 +1,8 @@
 """``telestack native``: run Kafka, Mosquitto and InfluxDB as local processes, for machines without Docker.
 
 telestack native install      # build/download once into ~/.cache/telestack (InfluxDB: 5-10 min cold), and
-                              # the tools tests and benchmarks run beside them (Telegraf)
+                              # the tools tests and benchmarks run beside them (Telegraf,
+                              # InfluxDB's line-protocol parser as a test oracle)
 telestack native up           # start them in the background; prints where they listen
 telestack native env          # TELESTACK_* variables for services, e.g. eval "$(telestack native env)"
 telestack native status

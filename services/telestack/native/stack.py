@@ -42,7 +42,7 @@ MQTT_USER = "telestack"
 SIMULATED_DEVICES = ("f1", "f2", "f3", "compteur-1", "plug-1")
 INFLUX_USER = "telestack-admin"
 # Tools the tests and benchmarks run beside the servers, built once into the cache (`telestack native install`).
-TOOL_SCRIPTS = ("install-telegraf.sh",)
+TOOL_SCRIPTS = ("install-telegraf.sh", "install-lineproto-oracle.sh")
 
 
 def default_run_dir() -> Path:
