@@ -233,9 +233,9 @@ class SequenceLoad:
 
 def kill_main_process(project: Project, service: str) -> int:
     """kill -9 of the container's main process, as a crash would (the engine restarts it: restart policy)."""
-    state = project.inspect(service)["State"]
-    os.kill(int(state["Pid"]), signal.SIGKILL)
-    return int(project.inspect(service)["RestartCount"])
+    before = project.inspect(service)
+    os.kill(int(before["State"]["Pid"]), signal.SIGKILL)
+    return int(before["RestartCount"])  # read before the kill: the engine may restart it at once
 
 
 def wait_healthy_again(project: Project, service: str, restarts_before: int, timeout_s: float = 180) -> float:
