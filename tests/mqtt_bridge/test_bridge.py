@@ -325,7 +325,7 @@ def test_records_the_broker_refuses_end_as_cut_dead_letters_or_acked_drops(harne
     publisher = harness.publisher()
     p = harness.prefix
     noise = base64.b64encode(random.Random(7).randbytes(9_000)).decode()  # lz4 cannot shrink it under 4000
-    big_line = f'box,device=b0 blob="{noise}" 1700000000000000000'
+    big_line = f'box,device=box blob="{noise}" 1700000000000000000'  # the device its topic names
     unparseable = b"\xff" + noise.encode()
     publisher.publish(f"{p}/lines/box", unparseable, qos=1)  # a 12 KB dead letter
     publisher.publish(f"{p}/lines/box", big_line, qos=1)  # valid, but a telemetry record > 4000 bytes
@@ -340,5 +340,5 @@ def test_records_the_broker_refuses_end_as_cut_dead_letters_or_acked_drops(harne
     for record in dead.values():
         assert record.header("truncated") == "true" and len(record.value) <= 1024
     assert dead["unparseable"].header("payload_bytes") == str(len(unparseable))
-    assert dead["rejected"].value.startswith(b"box,device=b0 blob=")  # the record's start, cut to 1 KiB
+    assert dead["rejected"].value.startswith(b"box,device=box blob=")  # the record's start, cut to 1 KiB
     wait_until(lambda: _settled(running), 30, what="no record left in flight or waiting for a retry")
