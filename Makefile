@@ -46,7 +46,7 @@ test: ## install what is missing, start an engine and the servers, run the whole
 	$(MAKE) --no-print-directory setup || exit $$?; \
 	export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up 2>/dev/null) TELESTACK_TEST_IMAGES=local; \
 	t1=$$(date +%s); \
-	$(VENV)/bin/pytest $(PYTEST_ARGS); status=$$?; \
+	$(VENV)/bin/pytest --durations=20 $(PYTEST_ARGS); status=$$?; \
 	t2=$$(date +%s); \
 	if [ $$status -eq 0 ]; then $(VENV)/bin/python -m tests.compose_check --images local; status=$$?; fi; \
 	t3=$$(date +%s); \

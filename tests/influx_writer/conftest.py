@@ -182,7 +182,10 @@ def private_influx(tmp_path: Path, influx: InfluxEndpoint) -> Iterator[tuple[Inf
 class SlowProxy:
     """A TCP proxy to a real InfluxDB that holds each request `delay_s` before passing it on (a slow disk).
 
-    A request is a burst of bytes from the client after a quiet spell; the answer comes back untouched.
+    A request starts with the first bytes a client sends on a connection, or the first it sends after an answer came
+    back on that connection (HTTP/1.1 keep-alive: one request at a time); the answer comes back untouched. Telling
+    requests apart by a quiet spell instead let a keep-alive request sent right after the previous answer through
+    undelayed, and the writer saw a fast InfluxDB where the test meant a slow one.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -204,21 +207,24 @@ class SlowProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            answered = threading.Event()
+            answered.set()  # the connection's first bytes start a request
+            threading.Thread(target=self._pump, args=(client, upstream, answered, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, answered, False), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket, delayed: bool) -> None:
-        last = 0.0
+    def _pump(self, source: socket.socket, target: socket.socket, answered: threading.Event, request: bool) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                if delayed and time.monotonic() - last > 0.05:  # the start of a request
+                if not request:
+                    answered.set()
+                elif answered.is_set():  # the start of a request
+                    answered.clear()
                     self.requests += 1
                     if self.delay_s:
                         time.sleep(self.delay_s)
-                last = time.monotonic()
                 target.sendall(data)
         except OSError:
             pass

@@ -225,12 +225,13 @@ def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_
     settings = writer_settings.model_copy(update={"influx": slowed, "influx_writer": options})
     topic = settings.kafka.topics.telemetry
     slow_proxy.delay_s = 2.5  # every request answered after 2.5 s or more: longer than the 1 s timeout
+    timeouts_before = REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") or 0
     produce_lines(settings.kafka, topic, _records(0, 6000, per_record=2))
     writer = start_writer(settings)
     sizer = writer.flusher.sizer
     assert sizer is not None
     wait_until(lambda: count_points(influx) == 12000, 120, interval_s=1, what="every point written while slow")
-    assert REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") > 0
+    assert REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") > timeouts_before
     assert sizer.timeout_s > 2.5 and sizer.lines < 2_000  # adapted: longer timeout, smaller requests
     gauge = REGISTRY.get_sample_value("telestack_influx_writer_write_timeout_seconds")
     assert gauge == sizer.timeout_s  # reported on /metrics
