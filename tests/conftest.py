@@ -7,9 +7,13 @@ fresh topics (`topic`), buckets (`bucket`) and MQTT topic prefixes (`mqtt_prefix
 
 from __future__ import annotations
 
+import gc
+import os
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +53,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.nodeid.split("::")[0]
         if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SERVER_MODULES:
             item.add_marker(pytest.mark.integration)
+
+
+def _client_threads() -> Counter[str]:
+    """The Kafka and MQTT clients alive in this process, by kind: one librdkafka handle has one `rdk:main` thread
+    (native, so read from /proc), one paho client with its loop running one `paho-mqtt-client-*` thread."""
+    clients: Counter[str] = Counter()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                if comm.read().startswith("rdk:main"):
+                    clients["Kafka client (librdkafka)"] += 1
+        except OSError:
+            continue  # the thread ended while we looked
+    clients["MQTT client loop (paho)"] = sum(t.name.startswith("paho-mqtt-client-") for t in threading.enumerate())
+    return +clients
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_clients() -> Iterator[None]:
+    """A test closes the clients it opens: a producer left behind kept logging connection errors through later tests.
+
+    Clients of wider-scoped fixtures (started before this one) are not counted. A client still closing in another
+    thread gets 5 s to finish.
+    """
+    before = _client_threads()
+    yield
+    leaked = _client_threads() - before
+    if leaked:
+        gc.collect()  # a client only unreachable now is closed by its finaliser
+        deadline = time.monotonic() + 5
+        while (leaked := _client_threads() - before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if leaked:
+        pytest.fail(f"the test left clients running: {dict(leaked)}; close them (context manager or fixture teardown)")
 
 
 @pytest.fixture(scope="session")

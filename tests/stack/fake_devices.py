@@ -1,14 +1,16 @@
 """Devices that Telegraf's edge-agent examples poll, on 127.0.0.1: an Eco-devices teleinfo gateway and a myStrom
-switch (HTTP JSON, as the seeds show them) and a Modbus TCP gateway answering register reads."""
+switch (HTTP JSON, as the seeds show them) and a Modbus TCP gateway (pymodbus's server, the whole protocol)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import socketserver
-import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
 
 # seed 002's reading, and a myStrom /report
 ECODEVICES_READING = {
@@ -46,43 +48,59 @@ class _JsonDevices(BaseHTTPRequestHandler):
 
 
 def register_value(unit: int, address: int) -> int:
-    """What the fake Modbus gateway holds: a value derived from the unit and the address."""
+    """What the Modbus gateway holds, in holding and input registers alike: a value from the unit and the address."""
     return (unit * 1000 + address) & 0xFFFF
 
 
-class _ModbusTcp(socketserver.BaseRequestHandler):
-    """Function codes 3 (holding) and 4 (input registers) of Modbus TCP, nothing else."""
-
-    def handle(self) -> None:
-        while True:
-            header = self._read(7)
-            if header is None:
-                return
-            transaction, _, length, unit = struct.unpack(">HHHB", header)
-            pdu = self._read(length - 1)
-            if pdu is None:
-                return
-            function, start, count = struct.unpack(">BHH", pdu[:5])
-            if function in (3, 4):
-                registers = b"".join(struct.pack(">H", register_value(unit, start + i)) for i in range(count))
-                reply = struct.pack(">BB", function, len(registers)) + registers
-            else:
-                reply = struct.pack(">BB", function | 0x80, 1)  # illegal function
-            self.request.sendall(struct.pack(">HHHB", transaction, 0, len(reply) + 1, unit) + reply)
-
-    def _read(self, size: int) -> bytes | None:
-        data = b""
-        while len(data) < size:
-            chunk = self.request.recv(size - len(data))
-            if not chunk:
-                return None
-            data += chunk
-        return data
+MODBUS_UNITS = (1, 2)  # telegraf/edge/modbus.conf's slave ids
+MODBUS_REGISTERS = 16
 
 
-class _ThreadingTcp(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
+class _ModbusGateway:
+    """pymodbus's Modbus TCP server (its simulator datastore), on a free port, in a thread with its own event loop."""
+
+    def __init__(self) -> None:
+        devices = [
+            SimDevice(
+                id=unit,
+                simdata=[
+                    SimData(
+                        0,
+                        values=[register_value(unit, address) for address in range(MODBUS_REGISTERS)],
+                        datatype=DataType.REGISTERS,
+                    )
+                ],
+            )
+            for unit in MODBUS_UNITS
+        ]
+        self._loop = asyncio.new_event_loop()
+        self._listening = threading.Event()
+        self._server: ModbusTcpServer | None = None
+        self._devices = devices
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._serve(),), daemon=True)
+        self.port = 0
+
+    async def _serve(self) -> None:
+        self._server = ModbusTcpServer(self._devices, address=("127.0.0.1", 0))
+        serving = asyncio.ensure_future(self._server.serve_forever())
+        while self._server.transport is None and not serving.done():
+            await asyncio.sleep(0.01)
+        listener = self._server.transport
+        if isinstance(listener, asyncio.Server):
+            self.port = listener.sockets[0].getsockname()[1]
+        self._listening.set()
+        await serving
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._listening.wait(10) or not self.port:
+            raise RuntimeError("pymodbus's Modbus TCP server did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
+        self._thread.join(10)
+        self._loop.close()
 
 
 class FakeDevices:
@@ -90,18 +108,19 @@ class FakeDevices:
 
     def __init__(self) -> None:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _JsonDevices)
-        self._modbus = _ThreadingTcp(("127.0.0.1", 0), _ModbusTcp)
+        self._modbus = _ModbusGateway()
         self.http_url = f"http://127.0.0.1:{self._http.server_address[1]}"
-        self.modbus_url = f"tcp://127.0.0.1:{self._modbus.server_address[1]}"
+        self.modbus_url = ""
 
     def __enter__(self) -> FakeDevices:
-        for server in (self._http, self._modbus):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        self._modbus.start()
+        self.modbus_url = f"tcp://127.0.0.1:{self._modbus.port}"
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for server in (self._http, self._modbus):
-            server.shutdown()
-            server.server_close()
+        self._http.shutdown()
+        self._http.server_close()
+        self._modbus.stop()

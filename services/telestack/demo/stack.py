@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from telestack.core.errors import TelestackError
+from telestack.core.files import write_atomically
 from telestack.core.settings import KafkaSettings, env_name
 from telestack.demo.processes import ManagedProcess, RestartPolicy, telestack_argv, wait_all_stopped
 from telestack.demo.scrape import MetricsScraper
@@ -404,8 +405,7 @@ class DemoStack:
             "ports": self.ports,
             "processes": {p.name: p.pid for p in [*self.services, *self.simulators] if p.pid is not None},
         }
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
+        write_atomically(self.state_path, json.dumps(state, indent=2) + "\n")  # read by `demo status` meanwhile
 
     # --- running --------------------------------------------------------------------------------------------
 
@@ -497,7 +497,7 @@ class DemoStack:
             state = json.loads(self.state_path.read_text())
             state.pop("supervisor_pid", None)
             state["processes"] = {}
-            self.state_path.write_text(json.dumps(state, indent=2) + "\n")
+            write_atomically(self.state_path, json.dumps(state, indent=2) + "\n")
 
 
 def _query_column(client: httpx.Client, url: str, org: str, flux: str, column: str) -> dict[str, str]:

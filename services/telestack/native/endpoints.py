@@ -8,10 +8,10 @@ into ``TELESTACK_*`` variables for services started as processes.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from telestack.core.files import write_atomically
 from telestack.core.settings import env_name
 
 __all__ = ["Endpoints", "InfluxEndpoint", "KafkaEndpoint", "MqttEndpoint"]
@@ -73,11 +73,7 @@ class Endpoints:
         return f"Kafka {self.kafka.version}, {self.mqtt.version}, InfluxDB {self.influx.version}"
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.chmod(tmp, 0o600)  # holds passwords and the operator token
-        tmp.replace(path)
+        write_atomically(path, json.dumps(asdict(self), indent=2) + "\n", mode=0o600)  # passwords, operator token
 
     @classmethod
     def load(cls, path: Path) -> Endpoints:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
+from telestack.core.files import write_atomically
 from telestack.core.mqtt import device_password
 from telestack.native.endpoints import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint
 from telestack.native.servers import (
@@ -144,8 +145,8 @@ class NativeStack:
 
     def save_pids(self) -> None:
         """Write ``pids.json`` (again after a server was restarted), for ``down`` from another process."""
-        self.pids_path.write_text(
-            json.dumps({s.name: s.process.pid for s in self.servers if s.process is not None}) + "\n"
+        write_atomically(  # `demo status` and `down` in another process may read it at any moment
+            self.pids_path, json.dumps({s.name: s.process.pid for s in self.servers if s.process is not None}) + "\n"
         )
 
     def stop(self) -> None:
