@@ -62,30 +62,34 @@ def _client_threads() -> Counter[str]:
     for task in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{task}/comm") as comm:
-                if comm.read().startswith("rdk:main"):
-                    clients["Kafka client (librdkafka)"] += 1
+                name = comm.read()
         except OSError:
             continue  # the thread ended while we looked
+        if name.startswith("rdk:main"):
+            clients["Kafka client (librdkafka)"] += 1
     clients["MQTT client loop (paho)"] = sum(t.name.startswith("paho-mqtt-client-") for t in threading.enumerate())
     return +clients
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_clients() -> Iterator[None]:
-    """A test closes the clients it opens: a producer left behind kept logging connection errors through later tests.
+def _no_leaked_clients(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Nothing a test opens outlives it: a producer left behind kept logging connection errors through later tests.
 
-    Clients of wider-scoped fixtures (started before this one) are not counted. A client still closing in another
-    thread gets 5 s to finish.
+    Checked once the test's other fixtures are torn down and their values released (a client only they referenced
+    is closed by its finaliser); clients of wider-scoped fixtures, started before this one, are not counted, and a
+    client still closing in another thread gets 5 s to finish.
     """
     before = _client_threads()
     yield
-    leaked = _client_threads() - before
-    if leaked:
-        gc.collect()  # a client only unreachable now is closed by its finaliser
+    if _client_threads() - before:
+        funcargs = getattr(request.node, "funcargs", {})
+        for name in [name for name in funcargs if name != "_no_leaked_clients"]:
+            del funcargs[name]  # torn down already: what they still reference is garbage unless held elsewhere
+        gc.collect()
         deadline = time.monotonic() + 5
-        while (leaked := _client_threads() - before) and time.monotonic() < deadline:
+        while _client_threads() - before and time.monotonic() < deadline:
             time.sleep(0.05)
-    if leaked:
+    if leaked := _client_threads() - before:
         pytest.fail(f"the test left clients running: {dict(leaked)}; close them (context manager or fixture teardown)")
 
 
