@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from telestack.core.kafka import KafkaProducer, ensure_topics
+from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import Point, format_point
-from telestack.core.settings import KafkaSettings
+from telestack.core.settings import KafkaSettings, TopicSettings
+from telestack.core.topics import TopicLayout, create_topics
 from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from tests.alerting.conftest import HttpReceiver
@@ -107,7 +108,10 @@ def service(
             port=port,
         )
     )
-    ensure_topics(kafka_settings, {f"telemetry-{unique}": 3})
+    names = TopicSettings(
+        telemetry=f"telemetry-{unique}", alerts=f"alerts-{unique}", alerts_state=f"alerts.state-{unique}"
+    )
+    create_topics(kafka_settings.model_copy(update={"topics": names}), TopicLayout())
     env = {**os.environ, **endpoints.env()}
     env.pop("TELESTACK_CONFIG", None)
     svc = Service(config, env, port, tmp_path / "alerting.log")

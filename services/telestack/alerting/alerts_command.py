@@ -123,7 +123,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     settings = settings_from_args(AlertingSettings, args)
-    store = KafkaStateStore(settings.kafka, settings.alerting.state_topic)
+    store = KafkaStateStore(settings.kafka, settings.kafka.topics.alerts_state)
     records = list(store.load().values())
     if args.json:
         _out(json.dumps(sort_records(records, args.rule), indent=2, ensure_ascii=False))

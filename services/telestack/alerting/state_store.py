@@ -18,18 +18,10 @@ import confluent_kafka
 from confluent_kafka import KafkaException, TopicPartition
 
 from telestack.alerting.errors import StateStoreError
-from telestack.core.kafka import Delivery, KafkaProducer, ensure_topics
+from telestack.core.kafka import Delivery, KafkaProducer
 from telestack.core.settings import KafkaSettings
 
-__all__ = ["STATE_TOPIC_CONFIG", "KafkaStateStore", "MemoryStateStore", "StateStore"]
-
-# Keep only the latest record per instance; compact soon so a restart reads little.
-STATE_TOPIC_CONFIG = {
-    "cleanup.policy": "compact",
-    "min.cleanable.dirty.ratio": "0.1",
-    "segment.ms": "3600000",
-    "delete.retention.ms": "86400000",
-}
+__all__ = ["KafkaStateStore", "MemoryStateStore", "StateStore"]
 
 
 class StateStore(Protocol):
@@ -83,9 +75,6 @@ class KafkaStateStore:
         self._producer = producer
         self._on_error = on_error
         self.failed = 0
-
-    def ensure_topic(self, partitions: int = 1) -> None:
-        ensure_topics(self.settings, {self.topic: partitions}, config={self.topic: STATE_TOPIC_CONFIG})
 
     def load(self, timeout_s: float = 30) -> dict[str, dict[str, Any]]:
         """Read the topic from its beginning to its current end."""
