@@ -33,6 +33,7 @@ import httpx
 from prometheus_client import Counter
 
 from telestack.alerting.alert import StateChange
+from telestack.core.backoff import Backoff
 from telestack.core.errors import LineProtocolError
 from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import FieldValue, Point, format_point
@@ -44,8 +45,7 @@ __all__ = ["InfluxAnnotationWriter", "KafkaAlertPublisher", "annotation_point"]
 ANNOTATIONS = Counter("telestack_alerting_annotations_total", "alert points written to InfluxDB", ["result"])
 log = get_logger("alerting.sinks")
 _RESERVED_TAGS = frozenset({"rule", "severity", "state"})
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 30.0
+RETRY_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, jitter=0.0)
 RETRY_FOR_S = 900.0  # how long a batch is retried on transient errors before it is dropped, s
 _TRANSIENT_4XX = frozenset({408, 429})
 
@@ -184,7 +184,7 @@ class InfluxAnnotationWriter:
         if not body:
             return
         count = body.count("\n") + 1
-        backoff = BACKOFF_MIN_S
+        attempt = 0
         give_up = time.monotonic() + self.retry_for_s
         while True:
             try:
@@ -204,13 +204,14 @@ class InfluxAnnotationWriter:
                 self.last_error = None
                 return
             self.last_error = f"InfluxDB write failed: {error}"
+            backoff = RETRY_BACKOFF.delay(attempt)
             if self._stop.is_set() or time.monotonic() + backoff > give_up:
                 why = "at shutdown" if self._stop.is_set() else f"after retrying {self.retry_for_s:g} s"
                 self._drop(count, "expired", f"alert annotations dropped {why}", error=error)
                 return
             ANNOTATIONS.labels("retried").inc()
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            attempt += 1
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is queued (within `timeout_s`), then stop."""

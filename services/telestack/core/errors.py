@@ -5,6 +5,7 @@
     ├── LineProtocolError      a line that cannot be parsed or a point that cannot be written
     ├── KafkaError             the Kafka client failed
     │   ├── DeliveryError      a record was not confirmed by the broker
+    │   ├── TopicNotFound      a topic read from does not exist
     │   └── RecordRejected     Kafka refuses the record itself (too large...): producing it again cannot succeed
     └── ServerError            a native server (Kafka, Mosquitto, InfluxDB) could not be installed or started
 
@@ -21,6 +22,7 @@ __all__ = [
     "RecordRejected",
     "ServerError",
     "TelestackError",
+    "TopicNotFound",
 ]
 
 
@@ -49,6 +51,10 @@ class KafkaError(TelestackError):
 
 class DeliveryError(KafkaError):
     """A produced record was not acknowledged by the broker."""
+
+
+class TopicNotFound(KafkaError):
+    """A topic to read does not exist (``telestack topics create`` makes the stack's topics)."""
 
 
 class RecordRejected(KafkaError):

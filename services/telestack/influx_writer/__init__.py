@@ -1,13 +1,12 @@
 """influx-writer: Kafka ``telemetry`` → InfluxDB 2, with commit after write, bad lines isolated to the DLQ,
 long-term storage provisioning (``telestack influx-init``) and export/import of time ranges.
 
-Modules: `batcher` (grouping records), `isolation` (finding refused records), `backoff`, `influx_http`
+Modules: `batcher` (grouping records), `isolation` (finding refused records), `influx_http`
 (the InfluxDB HTTP API), `flusher` (the write thread), `dead_letters` (the DLQ), `service` (the consume
 loop), `provisioning` (buckets, downsampling task, tokens), `export` and `importer` (files), and one
 ``*command`` module per CLI command.
 """
 
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.batcher import Batch, Batcher
 from telestack.influx_writer.dead_letters import DeadLetter, DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher, FlushResult
@@ -17,7 +16,6 @@ from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import InfluxToolSettings, StorageOptions, WriterOptions, WriterSettings
 
 __all__ = [
-    "Backoff",
     "Batch",
     "Batcher",
     "DeadLetter",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from telestack.core.backoff import Backoff
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.kafka import KafkaProducer
 from telestack.core.runtime import service_runtime
 from telestack.influx_writer.adaptive import write_sizer
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
 from telestack.influx_writer.influx_http import InfluxHttp

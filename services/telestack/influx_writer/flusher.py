@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from telestack.core.backoff import Backoff
 from telestack.core.errors import KafkaError
 from telestack.core.kafka import Record
 from telestack.core.lineproto import iter_lines
 from telestack.influx_writer import metrics
 from telestack.influx_writer.adaptive import WriteSizer
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.batcher import Batch
 from telestack.influx_writer.dead_letters import DeadLetter
 from telestack.influx_writer.errors import (
