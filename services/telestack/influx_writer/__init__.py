@@ -7,10 +7,10 @@ loop), `provisioning` (buckets, downsampling task, tokens), `export` and `import
 ``*command`` module per CLI command.
 """
 
+from telestack.core.influx_http import InfluxHttp
 from telestack.influx_writer.batcher import Batch, Batcher
 from telestack.influx_writer.dead_letters import DeadLetter, DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher, FlushResult
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.influx_writer.isolation import isolate_rejected
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import InfluxToolSettings, StorageOptions, WriterOptions, WriterSettings

@@ -6,12 +6,12 @@ import argparse
 
 from telestack.core.backoff import Backoff
 from telestack.core.cli import add_settings_arguments, settings_from_args
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer
 from telestack.core.runtime import service_runtime
 from telestack.influx_writer.adaptive import write_sizer
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterSettings
 
