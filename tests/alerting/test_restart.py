@@ -53,6 +53,14 @@ log:
 """
 
 
+def create_service_topics(kafka_settings: KafkaSettings, unique: str) -> None:
+    """The topics of SETTINGS, as `telestack topics create` makes them before the service starts."""
+    names = TopicSettings(
+        telemetry=f"telemetry-{unique}", alerts=f"alerts-{unique}", alerts_state=f"alerts.state-{unique}"
+    )
+    create_topics(kafka_settings.model_copy(update={"topics": names}), TopicLayout())
+
+
 class Service:
     """``telestack alerting`` in a subprocess, started again as needed with the same settings."""
 
@@ -108,10 +116,7 @@ def service(
             port=port,
         )
     )
-    names = TopicSettings(
-        telemetry=f"telemetry-{unique}", alerts=f"alerts-{unique}", alerts_state=f"alerts.state-{unique}"
-    )
-    create_topics(kafka_settings.model_copy(update={"topics": names}), TopicLayout())
+    create_service_topics(kafka_settings, unique)
     env = {**os.environ, **endpoints.env()}
     env.pop("TELESTACK_CONFIG", None)
     svc = Service(config, env, port, tmp_path / "alerting.log")
