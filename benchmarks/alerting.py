@@ -34,10 +34,11 @@ from telestack.alerting.engine import AlertEngine
 from telestack.alerting.rules import parse_rules
 from telestack.alerting.service import AlertingService, parse_record
 from telestack.alerting.settings import AlertingOptions, AlertingSettings
-from telestack.core.kafka import KafkaProducer, ensure_topics
+from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import Point, format_point
 from telestack.core.runtime import Shutdown, configure_logging
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, TopicSettings
+from telestack.core.topics import TopicLayout, create_topics
 from telestack.native.stack import shared_or_own_servers
 
 __all__ = ["main"]
@@ -193,20 +194,23 @@ rules:
         kafka = KafkaSettings(
             bootstrap_servers=endpoints.kafka.bootstrap_servers,
             linger_ms=5,
-            topics=TopicSettings(telemetry=f"bench-telemetry-{unique}", alerts=f"bench-alerts-{unique}"),
+            topics=TopicSettings(
+                telemetry=f"bench-telemetry-{unique}",
+                alerts=f"bench-alerts-{unique}",
+                alerts_state=f"bench-alerts.state-{unique}",
+            ),
         )
         settings = AlertingSettings(
             kafka=kafka,
             alerting=AlertingOptions(
                 rules=rules,
                 group_id=f"bench-alerting-{unique}",
-                state_topic=f"bench-alerts.state-{unique}",
                 influx_annotations=False,
                 poll_timeout_ms=20,
                 http=HttpSettings(port=0),
             ),
         )
-        ensure_topics(kafka, {kafka.topics.telemetry: 3})
+        create_topics(kafka, TopicLayout())
         configure_logging(LogSettings(level="WARNING", format="console"), "bench")
         service = AlertingService(settings, parse_rules(rules.read_text()))
         shutdown = Shutdown()

@@ -254,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp, servers(Path(tmp)) as srv:
         workdir = Path(tmp)
         (workdir / "rules.yaml").write_text(RULES)
-        ensure_topics(KafkaSettings(bootstrap_servers=srv.bootstrap), {f"bench-{unique}": 6})
+        ensure_topics(  # the bridge checks at start that every topic it writes exists
+            KafkaSettings(bootstrap_servers=srv.bootstrap),
+            {f"bench-{unique}": 6, f"bench-{unique}.dlq": 1, f"bench-{unique}.commands": 1},
+        )
 
         # Phase 1: the session exists, the bridge is away, Mosquitto queues; then the bridge drains.
         bridge = Bridge(srv, workdir, unique, args.window)

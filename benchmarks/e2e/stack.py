@@ -148,6 +148,7 @@ class E2EStack:
             "telemetry": f"{self.name}.telemetry",
             "dlq": f"{self.name}.dlq",
             "can_raw": f"{self.name}.can.raw",
+            "commands": f"{self.name}.commands",  # the bridge checks at start that it exists (device acks)
         }
         self.query: InfluxQuery | None = None
         self._watchers: list[threading.Thread] = []
@@ -167,7 +168,10 @@ class E2EStack:
         endpoints = self.start_servers()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)
-        ensure_topics(kafka, {self.topics["telemetry"]: 6, self.topics["dlq"]: 1, self.topics["can_raw"]: 3})
+        ensure_topics(
+            kafka,
+            {self.topics["telemetry"]: 6, self.topics["dlq"]: 1, self.topics["can_raw"]: 3, self.topics["commands"]: 1},
+        )
         self._create_bucket()
         self.query = InfluxQuery(endpoints.influx, self.bucket)
         self.config_path = self.run_dir / "telestack.yaml"

@@ -43,7 +43,10 @@ def test_the_service_serves_and_drains_on_sigterm(endpoints: Endpoints, tmp_path
     port = free_port()
     config = _config(tmp_path, port, unique, docs=False, proxy_headers=True)
     token, _ = TokenStore(tmp_path / "tokens.json").create("ops", ["read"])
-    ensure_topics(KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers), {f"test-commands-{unique}": 3})
+    ensure_topics(
+        KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers),
+        {f"test-commands-{unique}": 3, f"test-telemetry-{unique}": 3},
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "telestack", "actuator", "--config", str(config)],
         env={**os.environ, **endpoints.env()},

@@ -42,6 +42,7 @@ class HttpReceiver:
     url: str
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    retry_after: str | None = None  # the Retry-After header of error answers
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def on(self, path: str) -> list[Received]:
@@ -66,6 +67,8 @@ def http_receiver() -> Iterator[HttpReceiver]:
             payload = b'{"ok": true}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            if status >= 300 and receiver.retry_after is not None:
+                self.send_header("Retry-After", receiver.retry_after)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

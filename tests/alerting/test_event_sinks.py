@@ -113,13 +113,27 @@ def test_a_point_that_is_not_line_protocol_does_not_kill_the_writer(http_receive
     assert _written(http_receiver) == ["firing"]
 
 
+def test_influxdb_retry_after_is_honoured(http_receiver: HttpReceiver) -> None:
+    """The sink now classifies answers with the writer's InfluxDB client: it waited 0.5 s whatever InfluxDB said."""
+    http_receiver.statuses, http_receiver.retry_after = [429], "2"
+    writer = _writer(http_receiver)
+    [firing] = engine(RULES).observe(fermenter("f1", 0, 30.0), at(0))
+    try:
+        writer.write(annotation_point(firing, "critical"))
+        wait_until(lambda: writer.written == 1, timeout_s=10, what="the annotation written after Retry-After")
+    finally:
+        writer.stop()
+    first, second = http_receiver.on("/api/v2/write")
+    assert second.at - first.at >= 1.9
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the simulated death
 def test_health_is_red_when_the_writer_thread_is_gone(http_receiver: HttpReceiver) -> None:
     writer = _writer(http_receiver)
     e = engine(RULES)
     [firing] = e.observe(fermenter("f1", 0, 30.0), at(0))
 
-    def die(client: Any, batch: Any) -> None:
+    def die(batch: Any) -> None:
         raise SystemExit("simulated death of the thread")  # not an Exception: nothing in the loop catches it
 
     writer._send = die  # type: ignore[method-assign]

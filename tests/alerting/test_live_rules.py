@@ -21,7 +21,7 @@ from telestack.core.settings import KafkaSettings
 from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from tests.alerting.conftest import HttpReceiver
-from tests.alerting.test_restart import SETTINGS, Service
+from tests.alerting.test_restart import SETTINGS, Service, create_service_topics
 from tests.polling import wait_until
 
 NODATA_RULES = """\
@@ -76,7 +76,7 @@ def make_service(
             port=port,
         ).replace("alerting:\n", f'alerting:\n  devices_file: "{devices_file}"\n  reload_interval_s: 0.2\n')
     )
-    ensure_topics(kafka_settings, {f"telemetry-{unique}": 3})
+    create_service_topics(kafka_settings, unique)
     env = {**os.environ, **endpoints.env()}
     env.pop("TELESTACK_CONFIG", None)
     return Service(config, env, port, tmp_path / "alerting.log")

@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from telestack.core.kafka import KafkaProducer, ensure_topics
+from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import Point, format_point
-from telestack.core.settings import KafkaSettings
+from telestack.core.settings import KafkaSettings, TopicSettings
+from telestack.core.topics import TopicLayout, create_topics
 from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from tests.alerting.conftest import HttpReceiver
@@ -50,6 +51,14 @@ alerting:
 log:
   format: json
 """
+
+
+def create_service_topics(kafka_settings: KafkaSettings, unique: str) -> None:
+    """The topics of SETTINGS, as `telestack topics create` makes them before the service starts."""
+    names = TopicSettings(
+        telemetry=f"telemetry-{unique}", alerts=f"alerts-{unique}", alerts_state=f"alerts.state-{unique}"
+    )
+    create_topics(kafka_settings.model_copy(update={"topics": names}), TopicLayout())
 
 
 class Service:
@@ -107,7 +116,7 @@ def service(
             port=port,
         )
     )
-    ensure_topics(kafka_settings, {f"telemetry-{unique}": 3})
+    create_service_topics(kafka_settings, unique)
     env = {**os.environ, **endpoints.env()}
     env.pop("TELESTACK_CONFIG", None)
     svc = Service(config, env, port, tmp_path / "alerting.log")

@@ -22,6 +22,7 @@ from telestack.core.kafka import KafkaConsumer, KafkaProducer
 from telestack.core.lineproto import Point, format_point
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, MqttSettings, TopicSettings
+from telestack.core.topics import TopicLayout, create_topics
 from tests.alerting.conftest import HttpReceiver, SmtpServer
 from tests.polling import wait_until
 
@@ -114,7 +115,11 @@ def harness(
         )
     )
     kafka = kafka_settings.model_copy(
-        update={"topics": TopicSettings(telemetry=f"telemetry-{unique}", alerts=f"alerts-{unique}")}
+        update={
+            "topics": TopicSettings(
+                telemetry=f"telemetry-{unique}", alerts=f"alerts-{unique}", alerts_state=f"alerts.state-{unique}"
+            )
+        }
     )
     settings = AlertingSettings(
         kafka=kafka,
@@ -123,16 +128,13 @@ def harness(
         alerting=AlertingOptions(
             rules=rules,
             group_id=f"alerting-{unique}",
-            state_topic=f"alerts.state-{unique}",
             tick_interval_s=0.2,
             poll_timeout_ms=50,
             checkpoint_interval_s=1,
             http=HttpSettings(port=0),
         ),
     )
-    from telestack.core.kafka import ensure_topics
-
-    ensure_topics(kafka, {kafka.topics.telemetry: 3})
+    create_topics(kafka, TopicLayout())  # what `telestack topics create` does before the service starts
     messages: list[tuple[str, dict[str, Any]]] = []
     subscriber = connect_mqtt()
     subscriber.on_message = lambda client, userdata, msg: messages.append((msg.topic, json.loads(msg.payload)))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from telestack.alerting.state_store import KafkaStateStore
-from telestack.core.kafka import KafkaProducer, admin_client
+from telestack.core.kafka import KafkaProducer, admin_client, ensure_topics
 from telestack.core.settings import KafkaSettings
+from telestack.core.topics import COMPACT_CONFIG
 
 
 def test_latest_record_per_instance_survives_and_tombstones_delete(kafka_settings: KafkaSettings, unique: str) -> None:
     topic = f"alerts.state-{unique}"
     producer = KafkaProducer(kafka_settings)
     store = KafkaStateStore(kafka_settings, topic, producer)
-    store.ensure_topic()
+    ensure_topics(kafka_settings, {topic: 1}, config={topic: COMPACT_CONFIG})
     assert store.load() == {}
     store.save("a", {"fingerprint": "a", "state": "pending"})
     store.save("a", {"fingerprint": "a", "state": "firing"})

@@ -9,8 +9,9 @@ import pytest
 from telestack.alerting.state_store import KafkaStateStore
 from telestack.alerting.status import format_status
 from telestack.cli import main
-from telestack.core.kafka import KafkaProducer
+from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.settings import KafkaSettings
+from telestack.core.topics import COMPACT_CONFIG
 from tests.alerting.builders import at, engine, fermenter
 
 RULES = """\
@@ -48,15 +49,17 @@ def test_status_command_reads_the_state_topic(
     topic = f"alerts.state-{unique}"
     producer = KafkaProducer(kafka_settings)
     store = KafkaStateStore(kafka_settings, topic, producer)
-    store.ensure_topic()
+    ensure_topics(kafka_settings, {topic: 1}, config={topic: COMPACT_CONFIG})
     for record in records():
         store.save(record["fingerprint"], record)
     assert store.flush(10)
     monkeypatch.setenv("TELESTACK_KAFKA__BOOTSTRAP_SERVERS", kafka_settings.bootstrap_servers)
     monkeypatch.delenv("TELESTACK_CONFIG", raising=False)
-    assert main(["alerts", "status", "--alerting.state-topic", topic]) == 0
+    assert main(["alerts", "status", "--kafka.topics.alerts-state", topic]) == 0
     out = capsys.readouterr().out
     assert "FIRING" in out and "device=f1" in out and "1 firing, 0 pending, out of 3 instances." in out
-    assert main(["alerts", "status", "--alerting.state-topic", topic, "--json", "--rule", "fermenter_setpoint"]) == 0
+    assert (
+        main(["alerts", "status", "--kafka.topics.alerts-state", topic, "--json", "--rule", "fermenter_setpoint"]) == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert [r["tags"]["device"] for r in data] == ["f1", "f2", "f3"] and data[0]["value"] == 25.95

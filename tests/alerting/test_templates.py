@@ -1,24 +1,10 @@
-"""Templates and durations."""
+"""Templates, and durations as people read them (parsing: tests/core/test_durations.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from telestack.alerting.templates import check_template, format_duration, parse_duration, render
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5), ("45", 45), (12, 12), ("1w", 604800)],
-)
-def test_parse_duration(text: str | int, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["15 minutes", "m", "", "1x", "-5s", "1h 30"])
-def test_bad_durations(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(text)
+from telestack.alerting.templates import check_template, format_duration, render
 
 
 @pytest.mark.parametrize(

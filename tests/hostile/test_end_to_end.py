@@ -20,15 +20,15 @@ import pytest
 import structlog
 from benchmarks.e2e.influx import InfluxQuery
 
+from telestack.core.backoff import Backoff
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, ensure_topics
 from telestack.core.lineproto import Point, UInt, parse_lines
 from telestack.core.mqtt import connect, make_client
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, MqttSettings, TopicSettings
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterOptions, WriterSettings
 from telestack.mqtt_bridge.bridge import MqttBridge

@@ -124,7 +124,7 @@ def ingest_app(kafka: KafkaEndpoint, mqtt: MqttEndpoint, tmp_path: Path, unique:
         linger_ms=5,
         topics=TopicSettings(telemetry=telemetry, commands=f"hostile-commands-{unique}"),
     )
-    ensure_topics(kafka_settings, {telemetry: 3})
+    ensure_topics(kafka_settings, {telemetry: 3, kafka_settings.topics.commands: 1})
     (tmp_path / "devices.yaml").write_text(yaml.safe_dump({"types": {}, "devices": []}))
     grant = IngestGrant(measurements=("*",), devices=("*",))
     token, _ = TokenStore(tmp_path / "tokens.json").create("box-hq", ["ingest:hq"], ingest=grant)

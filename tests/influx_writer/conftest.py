@@ -15,14 +15,14 @@ import confluent_kafka
 import pytest
 import structlog
 
+from telestack.core.backoff import Backoff
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, TopicSettings
 from telestack.influx_writer.adaptive import write_sizer
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterOptions, WriterSettings
 from telestack.native import InfluxEndpoint

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from telestack.cli import main
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.lineproto import FieldValue, Point, UInt, format_point
 from telestack.core.settings import InfluxSettings
 from telestack.influx_writer.annotated_csv import format_rfc3339_ns
 from telestack.influx_writer.importer import iter_file_points
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.native import InfluxEndpoint
 
 START = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import structlog
 
+from telestack.core.backoff import Backoff
+from telestack.core.errors import InfluxAuthError, InfluxRejectedError, InfluxUnavailableError
 from telestack.core.kafka import Record
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.batcher import Batch
 from telestack.influx_writer.dead_letters import DeadLetter, dead_letter_headers
-from telestack.influx_writer.errors import InfluxAuthError, InfluxRejectedError, InfluxUnavailableError
 from telestack.influx_writer.flusher import Flusher, FlushResult
 from tests.polling import wait_until
 

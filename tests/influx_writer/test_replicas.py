@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from telestack.core.kafka import ensure_topics
 from telestack.core.settings import InfluxSettings, KafkaSettings
 from telestack.native import Endpoints
 from tests.influx_writer.conftest import committed_offsets, count_points, end_offsets, produce_lines
@@ -35,6 +36,7 @@ def test_replica_killed_mid_stream_loses_nothing(
     tmp_path: Path,
 ) -> None:
     group = f"replicas-{unique}"
+    ensure_topics(kafka_settings, {f"{topic}.dlq": 1})  # `topic` is made by its fixture; the writer checks both
     env = {
         **os.environ,
         **endpoints.env(),

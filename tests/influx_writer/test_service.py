@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from telestack.core.errors import InfluxAuthError
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings
-from telestack.influx_writer.errors import InfluxAuthError
 from telestack.influx_writer.settings import WriterSettings
 from telestack.native.servers import InfluxServer
 from tests.influx_writer.conftest import (

@@ -13,13 +13,12 @@ from telestack.actuator.service import ActuatorService
 from telestack.actuator.settings import ActuatorSettings
 from telestack.actuator.tokens import TokenStore
 from telestack.core.cli import add_settings_arguments, settings_from_args
-from telestack.core.kafka import KafkaProducer, ensure_topics
+from telestack.core.kafka import KafkaProducer
 from telestack.core.mqtt import make_client
 from telestack.core.runtime import configure_logging, get_logger
+from telestack.core.topics import require_topics
 
 __all__ = ["build_app", "configure", "run"]
-
-COMMANDS_PARTITIONS = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +30,7 @@ def build_app(settings: ActuatorSettings) -> FastAPI:
     options = settings.actuator
     registry = load_registry(options.devices_file)
     tokens = TokenStore(options.tokens_file)
-    ensure_topics(settings.kafka, {settings.kafka.topics.commands: COMMANDS_PARTITIONS})
+    require_topics(settings.kafka, [settings.kafka.topics.commands, settings.kafka.topics.telemetry])
     # Records not confirmed within kafka_timeout_s fail for good, so a 503 does not hide a late write.
     producer = KafkaProducer(settings.kafka, config={"message.timeout.ms": int(options.kafka_timeout_s * 1000)})
     client = make_client(settings.mqtt, client_id=options.mqtt_client_id)

@@ -15,18 +15,18 @@ import asyncio
 import contextlib
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import confluent_kafka
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 
 from telestack.actuator.errors import Unavailable
 from telestack.core.errors import KafkaError
 from telestack.core.kafka import Delivery, Headers, KafkaProducer, Record
 from telestack.core.runtime import get_logger
 from telestack.core.settings import KafkaSettings
+from telestack.core.topic_reader import CatchUp, assign_from, reader_consumer
 
 __all__ = ["AsyncProducer", "CommandLogReader", "OutgoingRecord"]
 
@@ -168,52 +168,18 @@ class CommandLogReader:
             return False, f"Kafka unreachable: {self.last_error or 'no metadata for 30 s'}"
         return True, f"{self.records_read} records read from {self.topic}"
 
-    def _consumer(self) -> confluent_kafka.Consumer:
-        return confluent_kafka.Consumer(
-            {
-                "bootstrap.servers": self._settings.bootstrap_servers,
-                "client.id": self._settings.client_id,
-                # A group id is required by the client, but with assign() no group is joined nor committed.
-                "group.id": f"telestack-actuator-{uuid.uuid4().hex[:12]}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": False,
-                "error_cb": self._on_error,
-                **self._settings.config,
-            }
-        )
-
     def _on_error(self, err: confluent_kafka.KafkaError) -> None:
         self.last_error = str(err)
-
-    def _assign(self, consumer: confluent_kafka.Consumer) -> dict[int, int]:
-        """Assign every partition from `since_ms`; returns partition → end offset when we started."""
-        metadata = consumer.list_topics(self.topic, timeout=10)
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise KafkaException(f"topic {self.topic} not found: {None if topic is None else topic.error}")
-        wanted = [TopicPartition(self.topic, p, self.since_ms) for p in sorted(topic.partitions)]
-        starts = consumer.offsets_for_times(wanted, timeout=10)
-        ends: dict[int, int] = {}
-        assignment = []
-        for tp in starts:
-            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), timeout=10)
-            start = tp.offset if tp.offset >= 0 else high  # -1: nothing that recent in this partition
-            if start < high:
-                ends[tp.partition] = high
-            assignment.append(TopicPartition(self.topic, tp.partition, start))
-        consumer.assign(assignment)
-        return ends
 
     def _run(self) -> None:
         while not self._stop.is_set():
             consumer = None
             try:
-                consumer = self._consumer()
-                remaining = self._assign(consumer)
+                consumer = reader_consumer(self._settings, "actuator-commands", error_cb=self._on_error)
+                catch_up = CatchUp(self.topic, assign_from(consumer, self.topic, self.since_ms))
                 self._reachable_at = time.monotonic()
-                self._follow(consumer, remaining)
-            except KafkaException as exc:
+                self._follow(consumer, catch_up)
+            except (KafkaException, KafkaError) as exc:
                 self.last_error = str(exc)
                 log.warning("commands topic unreadable, retrying", topic=self.topic, error=str(exc))
                 self._stop.wait(2.0)
@@ -221,11 +187,11 @@ class CommandLogReader:
                 if consumer is not None:
                     consumer.close()
 
-    def _follow(self, consumer: confluent_kafka.Consumer, remaining: dict[int, int]) -> None:
-        if not remaining:
-            self.caught_up.set()
+    def _follow(self, consumer: confluent_kafka.Consumer, catch_up: CatchUp) -> None:
         last_probe = time.monotonic()
         while not self._stop.is_set():
+            if not self.caught_up.is_set() and catch_up.done(consumer):
+                self.caught_up.set()
             for msg in consumer.consume(num_messages=200, timeout=0.5):
                 if msg.error() is not None:
                     self.last_error = str(msg.error())
@@ -235,13 +201,6 @@ class CommandLogReader:
                     self._on_record(Record.from_message(msg))
                 except Exception as exc:  # one bad record must not stop the reader
                     log.warning("commands record skipped", error=repr(exc), offset=msg.offset())
-            if remaining:
-                positions = consumer.position([TopicPartition(self.topic, p) for p in remaining])
-                for tp in positions:
-                    if tp.offset >= remaining[tp.partition]:
-                        del remaining[tp.partition]
-                if not remaining:
-                    self.caught_up.set()
             if time.monotonic() - last_probe > 10:
                 last_probe = time.monotonic()
                 try:

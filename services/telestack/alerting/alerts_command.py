@@ -16,8 +16,8 @@ from telestack.alerting.rules import NoDataCondition, load_rules
 from telestack.alerting.settings import AlertingSettings
 from telestack.alerting.state_store import KafkaStateStore
 from telestack.alerting.status import format_status, sort_records
-from telestack.alerting.templates import parse_duration
 from telestack.core.cli import add_settings_arguments, settings_from_args
+from telestack.core.durations import parse_duration
 from telestack.core.errors import ConfigError
 
 __all__ = ["configure", "parse_time", "run"]
@@ -123,7 +123,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     settings = settings_from_args(AlertingSettings, args)
-    store = KafkaStateStore(settings.kafka, settings.alerting.state_topic)
+    store = KafkaStateStore(settings.kafka, settings.kafka.topics.alerts_state)
     records = list(store.load().values())
     if args.json:
         _out(json.dumps(sort_records(records, args.rule), indent=2, ensure_ascii=False))

@@ -5,13 +5,15 @@ The InfluxDB point is what Grafana shows as an annotation: measurement ``alerts`
 summary / description), ``value``, ``setpoint``, ``fingerprint``, time = the moment of the change. The
 writer runs in its own thread with a bounded queue and retries, so a slow InfluxDB never slows evaluation.
 
-What the writer does with each answer (the Kafka ``alerts`` topic keeps every change whatever happens here):
+What the writer does with each answer, as `telestack.core.influx_http` classifies it (the Kafka ``alerts`` topic
+keeps every change whatever happens here):
 
 - 2xx: written.
-- 4xx other than 408/429 (a refused point, a wrong token or bucket): sending it again cannot help. The batch
-  is dropped, logged and counted (``annotations_total{result="refused"}``); the points after it go on.
-- 5xx, 408, 429, no answer: retried with exponential backoff (0.5 s doubling to 30 s) for at most
-  ``retry_for_s``, then dropped, logged and counted (``result="expired"``).
+- refused (400/413/422 a refused point, 401/403 a wrong token): sending it again cannot help. The batch is
+  dropped, logged and counted (``annotations_total{result="refused"}``); the points after it go on.
+- transient (5xx, 404 bucket not there yet, 408, 429, no answer): retried with exponential backoff (0.5 s
+  doubling to 30 s, or InfluxDB's Retry-After) for at most ``retry_for_s``, then dropped, logged and counted
+  (``result="expired"``).
 - A point that cannot be written as line protocol is dropped alone (``result="invalid"``).
 
 Nothing kills the thread; if it ever ends while the service runs, `healthy` says so (``/healthz``).
@@ -29,11 +31,12 @@ import queue
 import threading
 import time
 
-import httpx
 from prometheus_client import Counter
 
 from telestack.alerting.alert import StateChange
-from telestack.core.errors import LineProtocolError
+from telestack.core.backoff import Backoff
+from telestack.core.errors import InfluxAuthError, InfluxRejectedError, InfluxUnavailableError, LineProtocolError
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import FieldValue, Point, format_point
 from telestack.core.runtime import get_logger
@@ -44,10 +47,8 @@ __all__ = ["InfluxAnnotationWriter", "KafkaAlertPublisher", "annotation_point"]
 ANNOTATIONS = Counter("telestack_alerting_annotations_total", "alert points written to InfluxDB", ["result"])
 log = get_logger("alerting.sinks")
 _RESERVED_TAGS = frozenset({"rule", "severity", "state"})
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 30.0
+RETRY_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, jitter=0.0)
 RETRY_FOR_S = 900.0  # how long a batch is retried on transient errors before it is dropped, s
-_TRANSIENT_4XX = frozenset({408, 429})
 
 
 class KafkaAlertPublisher:
@@ -102,7 +103,7 @@ class InfluxAnnotationWriter:
     ) -> None:
         self.settings = settings
         self.bucket = bucket or settings.bucket
-        self._token = settings.require_token()
+        self._influx = InfluxHttp(settings, gzip_level=0)  # needs the token: a missing one fails at start
         self._queue: queue.Queue[Point] = queue.Queue(maxsize=max_queue)
         self._batch = batch
         self._stop = threading.Event()
@@ -132,18 +133,6 @@ class InfluxAnnotationWriter:
             return False, f"{self.last_error} ({backlog} queued, {self.dropped} dropped)"
         return True, f"{self.written} written, {backlog} queued, {self.dropped} dropped"
 
-    def _post(self, client: httpx.Client, body: str) -> None:
-        response = client.post(
-            f"{self.settings.url.rstrip('/')}/api/v2/write",
-            params={"org": self.settings.org, "bucket": self.bucket, "precision": "ns"},
-            headers={"Authorization": f"Token {self._token}", "Content-Type": "text/plain; charset=utf-8"},
-            content=body.encode("utf-8"),
-        )
-        if response.status_code >= 300:
-            raise httpx.HTTPStatusError(
-                f"HTTP {response.status_code}: {response.text[:200]}", request=response.request, response=response
-            )
-
     def _drop(self, count: int, result: str, message: str, **facts: object) -> None:
         self.dropped += count
         ANNOTATIONS.labels(result).inc(count)
@@ -160,7 +149,7 @@ class InfluxAnnotationWriter:
         return "\n".join(lines)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self.settings.timeout_ms / 1000) as client:
+        try:
             while not (self._stop.is_set() and self._queue.empty()):
                 try:
                     batch = [self._queue.get(timeout=0.2)]
@@ -172,45 +161,45 @@ class InfluxAnnotationWriter:
                     except queue.Empty:
                         break
                 try:
-                    self._send(client, batch)
+                    self._send(batch)
                 except Exception as exc:  # a bug here must cost one batch, never the thread
                     self._drop(
                         len(batch), "failed", "alert annotations dropped on an unexpected error", error=repr(exc)
                     )
+        finally:
+            self._influx.close()
 
-    def _send(self, client: httpx.Client, batch: list[Point]) -> None:
+    def _send(self, batch: list[Point]) -> None:
         """Write one batch: until accepted, refused, or `retry_for_s` of transient errors (see the module doc)."""
         body = self._format(batch)
         if not body:
             return
         count = body.count("\n") + 1
-        backoff = BACKOFF_MIN_S
+        attempt = 0
         give_up = time.monotonic() + self.retry_for_s
         while True:
             try:
-                self._post(client, body)
-            except httpx.HTTPStatusError as exc:
-                status = exc.response.status_code
-                if 400 <= status < 500 and status not in _TRANSIENT_4XX:
-                    self.last_error = f"InfluxDB refused alert annotations: {exc}"
-                    self._drop(count, "refused", "InfluxDB refused alert annotations; dropped", error=str(exc))
-                    return
-                error: str = str(exc)
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                self._influx.write(body.encode("utf-8"), bucket=self.bucket)
+            except (InfluxRejectedError, InfluxAuthError) as exc:
+                self.last_error = f"InfluxDB refused alert annotations: {exc}"
+                self._drop(count, "refused", "InfluxDB refused alert annotations; dropped", error=str(exc))
+                return
+            except InfluxUnavailableError as exc:
+                error, retry_after_s = str(exc), exc.retry_after_s
             else:
                 ANNOTATIONS.labels("written").inc(count)
                 self.written += count
                 self.last_error = None
                 return
             self.last_error = f"InfluxDB write failed: {error}"
+            backoff = RETRY_BACKOFF.delay(attempt, retry_after_s)
             if self._stop.is_set() or time.monotonic() + backoff > give_up:
                 why = "at shutdown" if self._stop.is_set() else f"after retrying {self.retry_for_s:g} s"
                 self._drop(count, "expired", f"alert annotations dropped {why}", error=error)
                 return
             ANNOTATIONS.labels("retried").inc()
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            attempt += 1
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is queued (within `timeout_s`), then stop."""

@@ -37,7 +37,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from telestack.alerting.errors import RuleError, RuleProblem
 from telestack.alerting.notifiers.config import NotifierConfig
-from telestack.alerting.templates import check_template, parse_duration
+from telestack.alerting.templates import check_template
+from telestack.core.durations import Duration
 
 __all__ = [
     "AlertCondition",
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 SEVERITIES = ("info", "warning", "critical")
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def _scalar_to_str(value: Any) -> Any:

@@ -37,9 +37,10 @@ from telestack.alerting.rules_watcher import LoadedRules, RulesWatcher
 from telestack.alerting.settings import AlertingSettings
 from telestack.alerting.state_store import KafkaStateStore
 from telestack.core.errors import LineProtocolError, TelestackError
-from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, TopicPartition, admin_client, ensure_topics
+from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, TopicPartition, admin_client
 from telestack.core.lineproto import Point, iter_lines, parse_line, parse_lines
 from telestack.core.runtime import Shutdown, get_logger
+from telestack.core.topics import require_topics
 
 __all__ = ["AlertingService", "parse_record"]
 
@@ -119,10 +120,9 @@ class AlertingService:
 
     def open(self) -> None:
         kafka = self.settings.kafka
-        ensure_topics(kafka, {kafka.topics.alerts: 3})
+        require_topics(kafka, [kafka.topics.telemetry, kafka.topics.alerts, kafka.topics.alerts_state])
         self.producer = KafkaProducer(kafka, on_error=self._kafka_error)
-        self.store = KafkaStateStore(kafka, self.options.state_topic, self.producer, on_error=self._kafka_error)
-        self.store.ensure_topic()
+        self.store = KafkaStateStore(kafka, kafka.topics.alerts_state, self.producer, on_error=self._kafka_error)
         self.publisher = KafkaAlertPublisher(self.producer, kafka.topics.alerts)
         for worker in self.workers.values():
             worker.start()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from telestack.core.settings import HttpSettings, InfluxSettings, MqttSettings, Section, TelestackSettings
+from telestack.core.topics import moved_state_topic
 
 __all__ = ["AlertingOptions", "AlertingSettings"]
 
@@ -26,7 +28,6 @@ class AlertingOptions(Section):
         description="static group membership (group.instance.id): a restarted replica gets its partitions back "
         "at once instead of after the session timeout; unique per replica",
     )
-    state_topic: str = Field("alerts.state", description="compacted topic holding each alert instance's state")
     tick_interval_s: float = Field(1.0, gt=0, le=60, description="how often time-driven rules run (for, no data), s")
     poll_timeout_ms: int = Field(100, ge=1, le=5000, description="longest wait for telemetry in one pass, ms")
     max_batch: int = Field(2000, ge=1, description="telemetry records read per pass")
@@ -43,3 +44,8 @@ class AlertingSettings(TelestackSettings):
     influx: InfluxSettings = Field(default_factory=lambda: InfluxSettings())
     mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings())
     alerting: AlertingOptions = Field(default_factory=lambda: AlertingOptions())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_state_topic_setting(cls, data: Any) -> Any:
+        return moved_state_topic(data, "alerting", "state_topic")  # now kafka.topics.alerts_state

@@ -9,27 +9,16 @@ the same interface for unit tests.
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import confluent_kafka
-from confluent_kafka import KafkaException, TopicPartition
-
 from telestack.alerting.errors import StateStoreError
-from telestack.core.kafka import Delivery, KafkaProducer, ensure_topics
+from telestack.core.errors import KafkaError, TopicNotFound
+from telestack.core.kafka import Delivery, KafkaProducer
 from telestack.core.settings import KafkaSettings
+from telestack.core.topic_reader import read_to_end
 
-__all__ = ["STATE_TOPIC_CONFIG", "KafkaStateStore", "MemoryStateStore", "StateStore"]
-
-# Keep only the latest record per instance; compact soon so a restart reads little.
-STATE_TOPIC_CONFIG = {
-    "cleanup.policy": "compact",
-    "min.cleanable.dirty.ratio": "0.1",
-    "segment.ms": "3600000",
-    "delete.retention.ms": "86400000",
-}
+__all__ = ["KafkaStateStore", "MemoryStateStore", "StateStore"]
 
 
 class StateStore(Protocol):
@@ -84,62 +73,23 @@ class KafkaStateStore:
         self._on_error = on_error
         self.failed = 0
 
-    def ensure_topic(self, partitions: int = 1) -> None:
-        ensure_topics(self.settings, {self.topic: partitions}, config={self.topic: STATE_TOPIC_CONFIG})
-
     def load(self, timeout_s: float = 30) -> dict[str, dict[str, Any]]:
-        """Read the topic from its beginning to its current end."""
-        consumer = confluent_kafka.Consumer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                "client.id": f"{self.settings.client_id}-alert-state",
-                "group.id": f"telestack-alert-state-reader-{uuid.uuid4().hex[:8]}",  # never commits
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-                **self.settings.config,
-            }
-        )
+        """Read the topic from its beginning to its current end (`timeout_s`: the longest wait for progress)."""
         records: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout_s
         try:
-            metadata = consumer.list_topics(self.topic, timeout=timeout_s)
-            topic_meta = metadata.topics.get(self.topic)
-            if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
-                return records
-            remaining: set[int] = set()
-            assignment = []
-            for partition in topic_meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=timeout_s)
-                if high > low:
-                    remaining.add(partition)
-                    assignment.append(TopicPartition(self.topic, partition, confluent_kafka.OFFSET_BEGINNING))
-            if not assignment:
-                return records
-            consumer.assign(assignment)
-            while remaining:
-                if time.monotonic() > deadline:
-                    raise StateStoreError(f"reading alert state from {self.topic} took over {timeout_s:.0f} s")
-                for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                            remaining.discard(msg.partition() or 0)
-                            continue
-                        raise StateStoreError(f"reading alert state from {self.topic}: {err}")
-                    key = (msg.key() or b"").decode("utf-8", "replace")
-                    value = msg.value()
-                    if value is None:
-                        records.pop(key, None)
-                        continue
-                    try:
-                        records[key] = json.loads(value)
-                    except json.JSONDecodeError:
-                        continue  # a record we cannot read is a record we start over
-        except KafkaException as exc:
-            raise StateStoreError(f"cannot read alert state from {self.topic}: {exc}") from exc
-        finally:
-            consumer.close()
+            for record in read_to_end(self.settings, self.topic, purpose="alert-state", stall_timeout_s=timeout_s):
+                key = (record.key or b"").decode("utf-8", "replace")
+                if not record.value:  # a tombstone: the instance was deleted
+                    records.pop(key, None)
+                    continue
+                try:
+                    records[key] = json.loads(record.value)
+                except json.JSONDecodeError:
+                    continue  # a record we cannot read is a record we start over
+        except TopicNotFound:
+            return {}  # nothing saved yet (alerting checks at start that the topic exists)
+        except KafkaError as exc:
+            raise StateStoreError(f"cannot read alert state: {exc}") from exc
         return records
 
     def _delivered(self, delivery: Delivery) -> None:

@@ -1,4 +1,5 @@
-"""Plain-text templates for annotations and notification bodies, and durations as people write and read them.
+"""Plain-text templates for annotations and notification bodies, and durations as people read them
+(`telestack.core.durations` parses them).
 
 Templates use Python's ``{name}`` / ``{name:.1f}`` placeholders, nothing more: no attribute access, no
 indexing, no code, so a template is text its owner writes in their own language. A name with no value
@@ -10,8 +11,6 @@ template can never break a notification.
 'Fermenteur f2 : 21.0 °C (consigne 18.0 °C) depuis 15 min 30 s'
 >>> render("{missing} {value:.1f}", {"value": None})
 '? ?'
->>> parse_duration("1h30m"), parse_duration("90s"), parse_duration(45)
-(5400.0, 90.0, 45.0)
 """
 
 from __future__ import annotations
@@ -21,34 +20,10 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["check_template", "format_duration", "parse_duration", "render", "template_names"]
+__all__ = ["check_template", "format_duration", "render", "template_names"]
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _formatter = string.Formatter()
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``"15m"``, ``"1h30m"``, ``"500ms"``, ``"2d"`` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value}")
-        return float(value)
-    text = value.strip().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_S[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"not a duration: {value!r} (write e.g. 90s, 15m, 1h30m, 2d)")
-    return total
 
 
 def format_duration(seconds: float | None) -> str:

@@ -22,33 +22,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from telestack.can_gateway.spool import DiskSpool, OutRecord
 from telestack.core.errors import DeliveryError
-from telestack.core.kafka import Delivery, DeliveryCallback, Headers
+from telestack.core.kafka import Delivery, Producer
 
-__all__ = ["Outbox", "OutboxStats", "Producer"]
-
-
-class Producer(Protocol):
-    """What the outbox needs of `telestack.core.kafka.KafkaProducer`."""
-
-    def produce(
-        self,
-        topic: str,
-        value: str | bytes,
-        *,
-        key: str | bytes | None = None,
-        headers: Headers | None = None,
-        timestamp_ms: int | None = None,
-        on_delivery: DeliveryCallback | None = None,
-        block_s: float | None = None,
-    ) -> None: ...
-
-    def poll(self, timeout_s: float = 0) -> int: ...
-
-    def flush(self, timeout_s: float = 30) -> int: ...
+__all__ = ["Outbox", "OutboxStats"]
 
 
 @dataclass(slots=True)

@@ -22,10 +22,10 @@ from telestack.can_gateway.rawframes import ENCODING, candump_line, decode_raw
 from telestack.can_gateway.settings import CanGatewaySettings, GatewayOptions
 from telestack.can_gateway.sources import read_log
 from telestack.core.cli import add_settings_arguments, settings_from_args
-from telestack.core.errors import KafkaError
 from telestack.core.kafka import KafkaProducer
 from telestack.core.runtime import configure_logging, get_logger
 from telestack.core.settings import KafkaSettings
+from telestack.core.topic_reader import read_to_end
 
 __all__ = ["ReplayResult", "configure", "iter_raw_archive", "replay", "run"]
 
@@ -44,78 +44,25 @@ def iter_raw_archive(
 
     Records that are not in the raw encoding are skipped (their description appended to `skipped`).
     """
-    import confluent_kafka
-
     topic = settings.topics.can_raw
-    conf = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": f"{settings.client_id}-can-replay",
-        "group.id": f"{settings.client_id}-can-replay",
-        "enable.auto.commit": False,
-        "enable.partition.eof": False,
-        **settings.config,
-    }
-    try:
-        consumer = confluent_kafka.Consumer(conf)
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-    except confluent_kafka.KafkaException as exc:
-        raise KafkaError(f"cannot read {topic}: {exc}") from exc
-    partitions = metadata.topics.get(topic)
-    if partitions is None or partitions.error is not None or not partitions.partitions:
-        consumer.close()
-        raise KafkaError(f"topic {topic} does not exist on {settings.bootstrap_servers}")
-    try:
-        ends: dict[int, int] = {}
-        assignment = []
-        for partition in partitions.partitions:
-            low, high = consumer.get_watermark_offsets(
-                confluent_kafka.TopicPartition(topic, partition), timeout=timeout_s
-            )
-            if high > low:
-                ends[partition] = high
-                assignment.append(confluent_kafka.TopicPartition(topic, partition, low))
-        if not assignment:
-            return
-        consumer.assign(assignment)
-        idle_polls = 0
-        while ends:
-            messages = consumer.consume(500, 1.0)
-            if not messages:
-                idle_polls += 1
-                if idle_polls > timeout_s:
-                    raise KafkaError(f"{topic}: no progress for {timeout_s:.0f} s; {len(ends)} partition(s) unread")
-                continue
-            idle_polls = 0
-            for message in messages:
-                if message.error() is not None:
-                    continue
-                partition, offset = message.partition() or 0, message.offset()
-                end = ends.get(partition)
-                if end is None or offset is None or offset >= end:
-                    continue  # written after the command started
-                if offset >= end - 1:
-                    del ends[partition]
-                raw_headers: list[tuple[str, Any]] = list(message.headers() or [])  # type: ignore[arg-type]
-                headers = {
-                    k: v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "") for k, v in raw_headers
-                }
-                if headers.get("encoding", ENCODING) != ENCODING:
-                    if skipped is not None:
-                        skipped.append(f"partition {partition} offset {offset}: encoding {headers['encoding']}")
-                    continue
-                record_vehicle = headers.get("vehicle", "")
-                record_bus = headers.get("bus", "")
-                if (vehicle is not None and record_vehicle != vehicle) or (bus is not None and record_bus != bus):
-                    continue
-                try:
-                    frames = decode_raw(message.value() or b"")
-                except RawFormatError as exc:
-                    if skipped is not None:
-                        skipped.append(f"partition {partition} offset {offset}: {exc}")
-                    continue
-                yield record_vehicle, record_bus, frames
-    finally:
-        consumer.close()
+    for record in read_to_end(settings, topic, purpose="can-replay", stall_timeout_s=timeout_s):
+        where = f"partition {record.partition} offset {record.offset}"
+        encoding = record.header("encoding") or ENCODING
+        if encoding != ENCODING:
+            if skipped is not None:
+                skipped.append(f"{where}: encoding {encoding}")
+            continue
+        record_vehicle = record.header("vehicle") or ""
+        record_bus = record.header("bus") or ""
+        if (vehicle is not None and record_vehicle != vehicle) or (bus is not None and record_bus != bus):
+            continue
+        try:
+            frames = decode_raw(record.value)
+        except RawFormatError as exc:
+            if skipped is not None:
+                skipped.append(f"{where}: {exc}")
+            continue
+        yield record_vehicle, record_bus, frames
 
 
 def iter_log(path: Path, options: GatewayOptions, reader: str = "auto") -> Iterator[Batch]:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import confluent_kafka
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -41,6 +41,7 @@ __all__ = [
     "KafkaConsumer",
     "KafkaProducer",
     "Message",
+    "Producer",
     "Record",
     "RecordRejected",
     "TopicPartition",
@@ -68,6 +69,27 @@ class Delivery:
 
 
 DeliveryCallback = Callable[[Delivery], None]
+
+
+class Producer(Protocol):
+    """What a service needs of `KafkaProducer`: a fake with these methods stands in for it in unit tests."""
+
+    def produce(
+        self,
+        topic: str,
+        value: str | bytes,
+        *,
+        key: str | bytes | None = None,
+        headers: Headers | None = None,
+        timestamp_ms: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        block_s: float | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout_s: float = 0) -> int: ...
+
+    def flush(self, timeout_s: float = 30) -> int: ...
+
 
 # Errors about the record itself, not the link: the same record fails the same way however often it is sent.
 REJECTED_CODES = frozenset(

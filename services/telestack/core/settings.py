@@ -119,6 +119,7 @@ class TopicSettings(Section):
     can_raw: str = Field("can.raw", description="raw CAN frames, for re-decoding and replay")
     alerts: str = Field("alerts", description="alert state changes (JSON)")
     commands: str = Field("commands", description="device commands and their acks (JSON)")
+    alerts_state: str = Field("alerts.state", description="alerting's state per alert instance (compacted)")
 
 
 class KafkaSettings(Section):

@@ -29,9 +29,9 @@ import httpx
 from telestack.core.errors import TelestackError
 from telestack.core.files import write_atomically
 from telestack.core.settings import KafkaSettings, env_name
+from telestack.core.topics import TopicLayout, create_topics
 from telestack.demo.processes import ManagedProcess, RestartPolicy, telestack_argv, wait_all_stopped
 from telestack.demo.scrape import MetricsScraper
-from telestack.kafka_admin.topics import TopicLayout, create_topics
 from telestack.native.endpoints import Endpoints
 from telestack.native.servers import free_port
 from telestack.native.stack import NativeStack

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from telestack.core.backoff import Backoff
 from telestack.core.cli import add_settings_arguments, settings_from_args
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer
 from telestack.core.runtime import service_runtime
+from telestack.core.topics import require_topics
 from telestack.influx_writer.adaptive import write_sizer
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterSettings
 
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     token = settings.influx.require_token()
     options = settings.influx_writer
     with service_runtime("influx-writer", settings.log, options.http) as rt:
+        require_topics(settings.kafka, [settings.kafka.topics.telemetry, settings.kafka.topics.dlq])
         sink = InfluxHttp(settings.influx, token=token, gzip_level=options.gzip_level)
         producer = KafkaProducer(settings.kafka)
         flusher = Flusher(

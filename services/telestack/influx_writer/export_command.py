@@ -10,10 +10,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
+from telestack.core.durations import duration_seconds
+from telestack.core.influx_http import InfluxHttp
 from telestack.influx_writer.errors import TransferError
 from telestack.influx_writer.export import ExportQuery, FileFormat, export_range
-from telestack.influx_writer.influx_http import InfluxHttp
-from telestack.influx_writer.settings import InfluxToolSettings, duration_seconds
+from telestack.influx_writer.settings import InfluxToolSettings
 from telestack.influx_writer.time_range import parse_time
 
 __all__ = ["configure", "file_format", "run"]

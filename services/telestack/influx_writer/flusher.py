@@ -23,21 +23,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from telestack.core.errors import KafkaError
+from telestack.core.backoff import Backoff
+from telestack.core.errors import (
+    InfluxAuthError,
+    InfluxRejectedError,
+    InfluxUnavailableError,
+    KafkaError,
+    TelestackError,
+)
 from telestack.core.kafka import Record
 from telestack.core.lineproto import iter_lines
 from telestack.influx_writer import metrics
 from telestack.influx_writer.adaptive import WriteSizer
-from telestack.influx_writer.backoff import Backoff
 from telestack.influx_writer.batcher import Batch
 from telestack.influx_writer.dead_letters import DeadLetter
-from telestack.influx_writer.errors import (
-    DeadLetterError,
-    InfluxAuthError,
-    InfluxRejectedError,
-    InfluxUnavailableError,
-    InfluxWriterError,
-)
+from telestack.influx_writer.errors import DeadLetterError
 from telestack.influx_writer.isolation import isolate_rejected
 
 __all__ = ["DeadLetterSink", "FlushResult", "Flusher", "LineSink", "WriteHealth"]
@@ -67,7 +67,7 @@ class FlushResult:
     done: bool  # offsets may be stored
     lines_written: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    error: InfluxWriterError | None = None  # fatal: the service must stop
+    error: TelestackError | None = None  # fatal: the service must stop
 
 
 @dataclass(slots=True)

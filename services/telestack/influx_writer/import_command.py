@@ -9,9 +9,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
+from telestack.core.influx_http import InfluxHttp
 from telestack.influx_writer.export_command import file_format
 from telestack.influx_writer.importer import import_file
-from telestack.influx_writer.influx_http import InfluxHttp
 from telestack.influx_writer.settings import InfluxToolSettings
 
 __all__ = ["configure", "run"]

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from telestack.core.errors import LineProtocolError
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.lineproto import FieldValue, Point, UInt, format_point
 from telestack.influx_writer.annotated_csv import parse_rfc3339_ns
 from telestack.influx_writer.errors import TransferError
 from telestack.influx_writer.export import METADATA_KEY, FileFormat, Progress
-from telestack.influx_writer.influx_http import InfluxHttp
 
 __all__ = ["ImportStats", "csv_value", "import_file", "iter_file_points"]
 

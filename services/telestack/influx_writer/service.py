@@ -16,10 +16,10 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from telestack.core.errors import TelestackError
 from telestack.core.kafka import KafkaConsumer, TopicPartition
 from telestack.influx_writer import metrics
 from telestack.influx_writer.batcher import Batcher
-from telestack.influx_writer.errors import InfluxWriterError
 from telestack.influx_writer.flusher import Flusher, FlushResult
 from telestack.influx_writer.settings import WriterSettings
 
@@ -58,7 +58,7 @@ class WriterService:
         self.consumer: KafkaConsumer | None = None
         self.paused = False
         self.full_since: float | None = None
-        self.fatal: InfluxWriterError | None = None
+        self.fatal: TelestackError | None = None
 
     def kafka_probe(self) -> tuple[bool, str]:
         consumer = self.consumer

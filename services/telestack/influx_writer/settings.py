@@ -13,46 +13,28 @@ storage layout that ``telestack influx-init`` provisions (buckets, downsampling 
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator
 
+from telestack.core.durations import duration_seconds, duration_text
 from telestack.core.settings import HttpSettings, InfluxSettings, Section, TelestackSettings
 
 __all__ = [
-    "DURATION_PATTERN",
     "InfluxToolSettings",
     "StorageOptions",
     "WriterOptions",
     "WriterSettings",
-    "duration_seconds",
+    "duration_seconds",  # re-exported from telestack.core.durations
 ]
 
 WRITER_PORT = 9103
 
-# A Flux-style duration: "30d", "1h30m", "90s"; "0" or "inf" means forever (retention only).
-DURATION_PATTERN = re.compile(r"^(\d+(w|d|h|m|s))+$")
-_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
-
-
-def duration_seconds(text: str) -> int:
-    """Seconds in a duration such as ``"1h30m"``; ``"0"`` and ``"inf"`` give 0 (forever).
-
-    >>> duration_seconds("1h30m"), duration_seconds("30d"), duration_seconds("inf")
-    (5400, 2592000, 0)
-    """
-    if text in ("0", "inf"):
-        return 0
-    if not DURATION_PATTERN.match(text):
-        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 1m30s (or 0/inf for forever)")
-    return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in re.findall(r"(\d+)([wdhms])", text))
-
 
 def _check_duration(value: str, *, forever_ok: bool) -> str:
-    seconds = duration_seconds(value)
-    if seconds == 0 and not forever_ok:
+    """The duration as Flux reads it (`telestack.core.durations`): ``1h30m``; ``0``/``inf`` when `forever_ok`."""
+    text = duration_text(value, forever_ok=forever_ok)
+    if duration_seconds(text) == 0 and not forever_ok:
         raise ValueError("must be a positive duration such as 1m")
-    return value
+    return text
 
 
 class StorageOptions(Section):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from telestack.core.durations import duration_seconds
 from telestack.influx_writer.errors import TransferError
-from telestack.influx_writer.settings import duration_seconds
 
 __all__ = ["parse_time"]
 

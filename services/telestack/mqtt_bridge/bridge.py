@@ -46,6 +46,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from telestack.core.backoff import Backoff
 from telestack.core.errors import KafkaError, RecordRejected
 from telestack.core.kafka import Delivery, KafkaProducer
 from telestack.core.mqtt import SESSION_EXPIRY_S, make_client
@@ -59,9 +60,8 @@ from telestack.mqtt_bridge.settings import BridgeSettings
 
 __all__ = ["MqttBridge"]
 
-# Reconnect backoff: first retry after MIN, doubling up to MAX, s.
-BACKOFF_MIN_S = 0.5
-BACKOFF_MAX_S = 30.0
+# Reconnect backoff: first retry after 0.5 s, doubling up to 30 s.
+RECONNECT_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, jitter=0.0)
 # How long the loop waits on the MQTT socket: short while Kafka is expected to confirm records soon (that is
 # the ack latency), long when nothing is in flight (that is the shutdown latency), s.
 WAIT_BUSY_S = 0.002
@@ -226,7 +226,7 @@ class MqttBridge:
         self._last_confirm = time.monotonic()
         self._draining = False
         self._next_attempt = 0.0
-        self._backoff = BACKOFF_MIN_S
+        self._failed_attempts = 0
         self.client = self._make_client()
 
     # --- MQTT connection ----------------------------------------------------------------------------------
@@ -254,12 +254,14 @@ class MqttBridge:
             self.client.reconnect()
         except OSError as exc:
             self._last_disconnect_reason = f"cannot reach {mqtt.host}:{mqtt.port}: {exc}"
-            self.log.warning("mqtt broker unreachable", error=str(exc), retry_in_s=self._backoff)
+            self.log.warning(
+                "mqtt broker unreachable", error=str(exc), retry_in_s=RECONNECT_BACKOFF.delay(self._failed_attempts)
+            )
             self._schedule_retry()
 
     def _schedule_retry(self) -> None:
-        self._next_attempt = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+        self._next_attempt = time.monotonic() + RECONNECT_BACKOFF.delay(self._failed_attempts)
+        self._failed_attempts += 1
 
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, properties: Properties | None
@@ -274,7 +276,7 @@ class MqttBridge:
         down_for = None if self._down_since is None else round(time.monotonic() - self._down_since, 3)
         self._connected = True
         self._down_since = None
-        self._backoff = BACKOFF_MIN_S
+        self._failed_attempts = 0
         metrics.CONNECTED.set(1)
         self.log.info(
             "mqtt connected", session_present=bool(flags.session_present), down_s=down_for, generation=self._generation

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from telestack.alerting.templates import parse_duration
+from telestack.core.durations import Duration
 
 __all__ = [
     "EmailConfig",
@@ -21,8 +21,6 @@ __all__ = [
     "SmsConfig",
     "WebhookConfig",
 ]
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Model(BaseModel):

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from telestack.alerting.errors import NotifierError
 from telestack.alerting.notifiers.base import Notification, Notifier
 from telestack.alerting.notifiers.config import NotifierConfig
+from telestack.core.backoff import Backoff
 from telestack.core.runtime import get_logger
 
 __all__ = ["NotifierWorker", "SendResult"]
@@ -113,7 +114,7 @@ class NotifierWorker:
             NOTIFICATIONS.labels(self.name, "retried" if attempt < config.max_attempts else "failed").inc()
             log.warning("notification failed", notifier=self.name, attempt=attempt, error=error)
             if attempt < config.max_attempts:
-                self._stop.wait(min(config.retry_backoff * 2 ** (attempt - 1), config.max_backoff))
+                self._stop.wait(Backoff(config.retry_backoff, config.max_backoff, jitter=0.0).delay(attempt - 1))
         return SendResult(self.name, notification, False, error, attempt, self._clock_ns())
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -7,9 +7,9 @@ import gzip
 import httpx
 import pytest
 
+from telestack.core.errors import InfluxAuthError, InfluxRejectedError, InfluxUnavailableError
+from telestack.core.influx_http import InfluxHttp, error_for_response, parse_retry_after
 from telestack.core.settings import InfluxSettings
-from telestack.influx_writer.errors import InfluxAuthError, InfluxRejectedError, InfluxUnavailableError
-from telestack.influx_writer.influx_http import InfluxHttp, error_for_response, parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Capped exponential backoff with jitter, honouring a server's Retry-After.
+"""Capped exponential backoff with jitter, honouring a server's Retry-After: every retry loop of the stack waits
+this way (the writer's InfluxDB writes, the bridge's MQTT reconnects, alerting's annotations and notifiers).
 
 >>> policy = Backoff(initial_s=0.2, max_s=5.0, jitter=0.0)
 >>> [policy.delay(attempt) for attempt in range(7)]

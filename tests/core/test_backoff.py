@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telestack.influx_writer.backoff import MAX_RETRY_AFTER_S, Backoff
+from telestack.core.backoff import MAX_RETRY_AFTER_S, Backoff
 
 
 def test_delay_doubles_up_to_the_cap() -> None:
