@@ -191,6 +191,23 @@ class Bridge:
         self.log.close()
 
 
+@contextlib.contextmanager
+def profiled(bridge: Bridge, out: Path | None) -> Iterator[None]:
+    """py-spy samples the bridge process meanwhile (100 Hz, non-blocking), collapsed stacks to `out`."""
+    if out is None:
+        yield
+        return
+    assert bridge.process is not None
+    tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [tool, "record", "--pid", str(bridge.process.pid), "--rate", "100", "--nonblocking", "--format", "raw"]
+    spy = subprocess.Popen([*args, "--output", str(out)], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
 def write_payloads(workdir: Path, messages: int, publishers: int, phase: str, payload: str = "json") -> list[Path]:
     """One file of reports per publisher, one message a line (mosquitto_pub -l): JSON or line protocol."""
     files = []
@@ -413,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payload", choices=("json", "line"), default="json", help="message format (default json)")
     parser.add_argument("--no-telegraf", action="store_true", help="skip the side-by-side Telegraf phase")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the bridge's backlog drain with py-spy (pip install py-spy) into this file, collapsed stacks",
+    )
+    parser.add_argument(
         "--telegraf-undelivered",
         type=int,
         default=5000,
@@ -437,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         bridge = Bridge(srv, workdir, unique, args.window)
         bridge.start()
         try:
-            drained, drain_s, drain_cpu = measure(bridge, messages, timeout_s=300)
+            with profiled(bridge, args.profile):
+                drained, drain_s, drain_cpu = measure(bridge, messages, timeout_s=300)
             # Phase 2: publishers and bridge at the same time.
             started = time.monotonic()
             cpu0 = bridge.cpu_s()
