@@ -407,6 +407,7 @@ class MqttBridge:
                 headers=record.headers,
                 timestamp_ms=record.timestamp_ms,
                 on_delivery=record,
+                poll=False,  # `_step` polls once per pass
             )
         except RecordRejected as exc:
             self._counts.failures += 1
