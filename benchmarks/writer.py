@@ -12,8 +12,9 @@ temp dir). Phases:
    write API, CPU seconds per million lines of the posting process;
 4. Telegraf side by side (unless ``--no-telegraf``): Telegraf's ``inputs.kafka_consumer`` (``data_format =
    "influx"``, at-least-once with ``max_undelivered_messages``, ``kafka_version = "4.0.0"``) →
-   ``outputs.influxdb_v2`` (same batch size, gzip) drains the same backlog topic into its own bucket of the same
-   InfluxDB. Its writes are timed by its own log ("Wrote batch of N metrics"), stamped as they are read.
+   ``outputs.influxdb_v2`` (same batch size, gzip) drains the same backlog (produced the same way, at the same
+   time, to a topic of its own) into its own bucket of the same InfluxDB. Its writes are timed by its own log
+   ("Wrote batch of N metrics"), stamped as they are read.
 
 Both are measured two ways: first to last write (``field_values_per_s``, ``telegraf_field_values_per_s``,
 ``ratio_vs_telegraf``; the first batch's lines are not counted, its write opens the span) and from process
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         run = uuid.uuid4().hex[:8]
         topic = f"bench-writer-{run}"
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)
-        ensure_topics(kafka, {topic: 3, f"{topic}.dlq": 1})
+        ensure_topics(kafka, {topic: 3, f"{topic}.dlq": 1, f"{topic}-tg": 3})
         operator = InfluxSettings(url=endpoints.influx.url, org=endpoints.influx.org, token=endpoints.influx.token)  # type: ignore[arg-type]
         admin = InfluxHttp(operator, gzip_level=0)
         org_id = admin.api("GET", "/api/v2/orgs", params={"org": operator.org})["orgs"][0]["id"]
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"servers: {endpoints.versions()}")
             backlog_start = int(time.time()) - 3 * 3600  # s; the backlog's points are stamped from there
             produce_s = _produce_backlog(kafka, topic, args.lines, args.lines_per_record, backlog_start * 10**9)
+            if not args.no_telegraf:  # the same backlog, for Telegraf alone (the latency phase adds to `topic`)
+                _produce_backlog(kafka, f"{topic}-tg", args.lines, args.lines_per_record, backlog_start * 10**9)
             _say(
                 f"backlog: {args.lines:,} lines in {args.lines // args.lines_per_record:,} records ({produce_s:.1f} s)"
             )
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                     telegraf = _run_telegraf(
                         endpoints,
                         Path(workdir),
-                        topic,
+                        f"{topic}-tg",
                         tg_bucket["name"],
                         run,
                         args.lines,

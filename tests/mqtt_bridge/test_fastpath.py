@@ -159,3 +159,13 @@ def test_bytes_buffered_from_an_old_connection_are_dropped(
     finally:
         ours2.close()
         broker2.close()
+
+
+def test_a_publish_whose_topic_overruns_it_is_left_to_paho(
+    pair: tuple[FastPathClient, socket.socket, Received],
+) -> None:
+    """Topic length 16 in a 5-byte packet: never decoded from the next packet's bytes; paho refuses it."""
+    client, broker, received = pair
+    broker.sendall(bytes((0x32, 5, 0, 16)) + b"abc" + publish_packet("dev/a/report", b"1", mid=2))
+    assert client.loop_read() != paho.MQTT_ERR_SUCCESS
+    assert received == []

@@ -6,11 +6,12 @@ the rest of every packet; an MQTT 5 ``Properties`` object built and parsed for e
 without properties); an ``MQTTMessage``, two locks and a topic match per message; and one ``send`` system call
 per PUBACK. `FastPathClient` keeps paho's protocol state machine and changes only that:
 
-- reads are buffered: one ``recv`` of up to `RECV_BYTES` feeds paho's packet reader, which then takes its
-  bytes from memory (`buffered` tells the caller's ``select`` loop that packets wait there);
-- a QoS 0 or 1 PUBLISH without properties is decoded here, in a few slices, and handed to `on_publish_fast`
-  as ``(topic, payload, mid, qos)``; anything else (QoS 2, properties such as a topic alias, a topic that is
-  not UTF-8, a malformed packet) goes through paho's own ``_handle_publish`` and ``on_message`` as before;
+- reads are buffered: one ``recv`` of up to `RECV_BYTES` holds many packets (`buffered` tells the caller's
+  ``select`` loop that packets wait there);
+- a QoS 0 or 1 PUBLISH without properties, whole in that buffer, is decoded here in a few slices and handed
+  to `on_publish_fast` as ``(topic, payload, mid, qos)``; anything else (other packets, QoS 2, properties such
+  as a topic alias, a topic that is not UTF-8, a malformed or partly received packet) goes through paho's own
+  reader (which takes its bytes from the buffer), ``_handle_publish`` and ``on_message`` as before;
 - PUBACKs are collected by `ack` and written together by `flush_acks` (one packet, one ``send``), in the order
   they were acknowledged. Acks collected on a connection that has since closed are dropped, never sent on the
   next one: their packet ids belonged to the old connection, and the broker redelivers those messages.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
+from paho.mqtt.client import time_func as _now  # the clock paho's keepalive reads
 from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 
 __all__ = ["RECV_BYTES", "FastPathClient", "PublishCallback"]
@@ -69,29 +71,86 @@ class FastPathClient(paho.Client):
 
     # --- PUBLISH -----------------------------------------------------------------------------------------
 
+    def _packet_read(self) -> MQTTErrorCode:
+        """Read one packet: a whole QoS 0/1 PUBLISH in the buffer goes straight to `on_publish_fast`; anything
+        else (another packet type, a packet not wholly read yet, paho halfway through one) to paho's reader."""
+        callback = self.on_publish_fast
+        if callback is None or self._in_packet["command"] != 0:
+            return super()._packet_read()
+        if self._rbuf_sock is not self._sock:
+            self._rbuf.clear()
+            self._rbuf_sock = self._sock
+        buf = self._rbuf
+        if not buf:
+            try:
+                data = super()._sock_recv(RECV_BYTES)
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError:  # paho's reader would end the same way (timeouts included)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if not data:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            buf += data
+            with self._msgtime_mutex:
+                self._last_bytes_received = _now()
+        header = buf[0]
+        if header & 0xF0 != _PUBLISH or header & 0x04:  # QoS 2 (or the invalid 3): paho
+            return super()._packet_read()
+        # Remaining length: 1 to 4 bytes, 7 bits each, least significant first.
+        size = len(buf)
+        length, shift, pos = 0, 0, 1
+        while True:
+            if pos >= size or pos > 4:
+                return super()._packet_read()  # not all here yet (or malformed: paho says so)
+            byte = buf[pos]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            pos += 1
+            if not byte & 0x80:
+                break
+        end = pos + length
+        if end > size:
+            return super()._packet_read()
+        decoded = self._decode_publish(buf, pos, end, (header & 0x06) >> 1)
+        if decoded is None:
+            return super()._packet_read()  # paho decodes it (properties, odd topic, malformed)
+        topic, mid, payload_at = decoded
+        payload = bytes(buf[payload_at:end])
+        del buf[:end]
+        callback(topic, payload, mid, (header & 0x06) >> 1)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _decode_publish(self, packet: bytearray, start: int, end: int, qos: int) -> tuple[str, int, int] | None:
+        """(topic, packet id, where the payload starts) of the PUBLISH in ``packet[start:end]``; None when paho
+        should decode it instead: properties present, a topic that is empty (an alias) or not UTF-8, too short."""
+        try:
+            at = start + 2 + ((packet[start] << 8) | packet[start + 1])
+            topic = packet[start + 2 : at].decode("utf-8")
+            mid = 0
+            if qos:
+                mid = (packet[at] << 8) | packet[at + 1]
+                at += 2
+            if self._protocol == MQTTProtocolVersion.MQTTv5:
+                if packet[at] != 0:
+                    return None
+                at += 1
+        except (IndexError, UnicodeDecodeError):
+            return None
+        if not topic or at > end:
+            return None
+        return topic, mid, at
+
     def _handle_publish(self) -> MQTTErrorCode:
         callback = self.on_publish_fast
-        header = self._in_packet["command"]
-        qos = (header & 0x06) >> 1
+        qos = (self._in_packet["command"] & 0x06) >> 1
         if callback is None or qos == 2:
             return super()._handle_publish()
         packet = self._in_packet["packet"]
-        try:
-            end = 2 + ((packet[0] << 8) | packet[1])
-            topic = packet[2:end].decode("utf-8")
-            mid = 0
-            if qos:
-                mid = (packet[end] << 8) | packet[end + 1]
-                end += 2
-            if self._protocol == MQTTProtocolVersion.MQTTv5:
-                if packet[end] != 0:  # properties (a topic alias, user properties...): paho decodes them
-                    return super()._handle_publish()
-                end += 1
-        except (IndexError, UnicodeDecodeError):
-            return super()._handle_publish()  # paho reports the malformed packet or the odd topic its way
-        if not topic:
+        decoded = self._decode_publish(packet, 0, len(packet), qos)
+        if decoded is None:
             return super()._handle_publish()
-        callback(topic, bytes(packet[end:]), mid, qos)
+        topic, mid, payload_at = decoded
+        callback(topic, bytes(packet[payload_at:]), mid, qos)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     # --- PUBACK ------------------------------------------------------------------------------------------
