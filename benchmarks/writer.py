@@ -255,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         topic = f"bench-writer-{run}"
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)
         ensure_topics(kafka, {topic: 3, f"{topic}.dlq": 1, f"{topic}-tg": 3})
-        operator = InfluxSettings(url=endpoints.influx.url, org=endpoints.influx.org, token=endpoints.influx.token)  # type: ignore[arg-type]
+        operator = InfluxSettings(
+            url=endpoints.influx.url,
+            org=endpoints.influx.org,
+            token=endpoints.influx.token,  # type: ignore[arg-type]
+            timeout_ms=60_000,  # counting 1.6 M fresh points on a loaded machine took over 10 s
+        )
         admin = InfluxHttp(operator, gzip_level=0)
         org_id = admin.api("GET", "/api/v2/orgs", params={"org": operator.org})["orgs"][0]["id"]
         bucket = admin.api("POST", "/api/v2/buckets", json_body={"orgID": org_id, "name": f"bench-{run}"})
