@@ -113,7 +113,7 @@ bench: ## every benchmark; each ends with one JSON line of figures
 bench-lineproto: venv ## line protocol serialize and parse, lines/s
 	@$(PY) -m benchmarks.lineproto
 
-bench-writer: venv ## influx-writer: Kafka → InfluxDB field values/s, lines/s, writer CPU, end-to-end delay
+bench-writer: venv ## influx-writer: Kafka → InfluxDB field values/s, lines/s, writer CPU, end-to-end delay; Telegraf side by side
 	@$(PY) -m benchmarks.writer
 
 bench-actuator: venv ## actuator: command round trips to simulated plugs (p50/p99, commands/s), ingest lines/s
@@ -125,7 +125,7 @@ bench-can: venv ## CAN gateway: recorded log → decode → Kafka, frames/s vs a
 bench-alerting: venv ## alert evaluation points/s (100 rules x 1,000 series) and point → notification p99
 	@$(PY) -m benchmarks.alerting
 
-bench-mqtt: venv ## MQTT bridge: QoS 1 msg/s acked after Kafka, and CPU, on real Mosquitto and Kafka
+bench-mqtt: venv ## MQTT bridge: QoS 1 msg/s acked after Kafka, and CPU, on real Mosquitto and Kafka; Telegraf side by side
 	@$(PY) -m benchmarks.mqtt
 
 bench-e2e: venv ## whole stack: 3 CAN buses + MQTT devices → InfluxDB: frames/s, latency p99, loss (BENCH_ARGS=--find-max)

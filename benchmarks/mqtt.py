@@ -16,6 +16,15 @@ CPU is the bridge process's user+system time over the measured span (100% = one 
 shared with other work the bridge may not get a whole core, so ``cpu_us_per_msg`` (CPU time per message)
 is printed too: ``msgs_per_cpu_s`` is the rate one fully available core would sustain.
 At the end the telemetry topic's record count is checked against what was published.
+
+Telegraf side by side (unless ``--no-telegraf``): the same backlog (same payloads, same mosquitto_pub
+publishers, same broker, under another topic root) is drained by Telegraf's ``inputs.mqtt_consumer`` (QoS 1,
+persistent session, ``max_undelivered_messages`` = ``--telegraf-undelivered``) into ``outputs.kafka``
+(``required_acks = -1``, as the bridge's ``acks=all``) on the same Kafka, with the same tags (device from the
+topic) and fields. Its rate is the growth of its Kafka topic, from the first record seen to the last:
+``telegraf_msgs_per_s``, and ``ratio_vs_telegraf`` = ``msgs_per_s`` / ``telegraf_msgs_per_s``; as the
+machine is shared, ``cpu_ratio_vs_telegraf`` compares messages per CPU-second too.
+``--payload line`` sends line protocol instead of JSON (the bridge's ``format: line``, Telegraf's influx parser).
 """
 
 from __future__ import annotations
@@ -32,10 +41,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.telegraf import TelegrafAgent, toml_string
 from telestack.core.kafka import admin_client, ensure_topics
 from telestack.core.settings import KafkaSettings
 from telestack.native import Endpoints
@@ -43,14 +53,41 @@ from telestack.native.servers import KafkaServer, MosquittoServer, free_port
 
 __all__ = ["main"]
 
-RULES = """
+RULES = {
+    "json": """
 rules:
   - name: bench-plug
     topic: bench/{device}/report
     format: json
     measurement: plug
     types: {seq: int, power: float, Ws: float, relay: bool, temperature: float}
+""",
+    "line": """
+rules:
+  - name: bench-plug
+    topic: bench/{device}/report
+    format: line
+""",
+}
+
+# The same mapping in Telegraf: device tag from the topic, no topic tag, the same typed fields.
+TELEGRAF_PARSER = {
+    "json": """  data_format = "json_v2"
+  [[inputs.mqtt_consumer.json_v2]]
+    measurement_name = "plug"
 """
+    + "".join(
+        f'    [[inputs.mqtt_consumer.json_v2.field]]\n      path = "{name}"\n      type = "{kind}"\n'
+        for name, kind in (
+            ("seq", "int"),
+            ("power", "float"),
+            ("Ws", "float"),
+            ("relay", "bool"),
+            ("temperature", "float"),
+        )
+    ),
+    "line": '  data_format = "influx"\n',
+}
 
 
 @dataclass(frozen=True)
@@ -155,8 +192,25 @@ class Bridge:
         self.log.close()
 
 
-def write_payloads(workdir: Path, messages: int, publishers: int, phase: str) -> list[Path]:
-    """One file of JSON reports per publisher, one message a line (mosquitto_pub -l)."""
+@contextlib.contextmanager
+def profiled(bridge: Bridge, out: Path | None) -> Iterator[None]:
+    """py-spy samples the bridge process meanwhile (100 Hz, non-blocking), collapsed stacks to `out`."""
+    if out is None:
+        yield
+        return
+    assert bridge.process is not None
+    tool = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [tool, "record", "--pid", str(bridge.process.pid), "--rate", "100", "--nonblocking", "--format", "raw"]
+    spy = subprocess.Popen([*args, "--output", str(out)], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
+def write_payloads(workdir: Path, messages: int, publishers: int, phase: str, payload: str = "json") -> list[Path]:
+    """One file of reports per publisher, one message a line (mosquitto_pub -l): JSON or line protocol."""
     files = []
     for p in range(publishers):
         path = workdir / f"{phase}-{p}.txt"
@@ -164,13 +218,17 @@ def write_payloads(workdir: Path, messages: int, publishers: int, phase: str) ->
             for seq in range(messages // publishers):
                 power = 40 + (seq % 100) / 10
                 ws = round(power - 0.3, 1)
-                out.write(f'{{"seq": {seq}, "power": {power}, "Ws": {ws}, "relay": true, "temperature": 23.44}}\n')
+                if payload == "line":
+                    out.write(f"plug seq={seq}i,power={power},Ws={ws},relay=true,temperature=23.44\n")
+                else:
+                    out.write(f'{{"seq": {seq}, "power": {power}, "Ws": {ws}, "relay": true, "temperature": 23.44}}\n')
         files.append(path)
     return files
 
 
-def publish(srv: Servers, workdir: Path, unique: str, files: list[Path], phase: str) -> float:
-    """Publish every line of `files` at QoS 1, one mosquitto_pub process per file; returns the seconds taken."""
+def publish(srv: Servers, workdir: Path, unique: str, files: list[Path], phase: str, root: str = "bench") -> float:
+    """Publish every line of `files` at QoS 1 to ``<root>/<phase>-dev<n>/report``, one mosquitto_pub process per
+    file; returns the seconds taken."""
     tool = shutil.which("mosquitto_pub")
     if tool is None:
         raise RuntimeError("mosquitto_pub is missing (apt-get install mosquitto-clients)")
@@ -187,7 +245,7 @@ def publish(srv: Servers, workdir: Path, unique: str, files: list[Path], phase: 
         with open(path, "rb") as stdin:
             procs.append(
                 subprocess.Popen(
-                    [tool, "-l", "-t", f"bench/{phase}-dev{p}/report", "-i", f"bench-pub-{unique}-{phase}-{p}"],
+                    [tool, "-l", "-t", f"{root}/{phase}-dev{p}/report", "-i", f"bench-pub-{unique}-{phase}-{p}"],
                     stdin=stdin,
                     env={**os.environ, "XDG_CONFIG_HOME": str(config_home)},
                 )
@@ -200,11 +258,18 @@ def publish(srv: Servers, workdir: Path, unique: str, files: list[Path], phase: 
 
 def measure(bridge: Bridge, target: float, timeout_s: float) -> tuple[float, float, float]:
     """Wait until `target` messages are acked; (messages, seconds, cpu seconds) from the first ack seen."""
+    return measure_progress(bridge.acked, bridge.cpu_s, target, timeout_s)
+
+
+def measure_progress(
+    count: Callable[[], float], cpu_s: Callable[[], float], target: float, timeout_s: float
+) -> tuple[float, float, float]:
+    """Wait until `count()` reaches `target`; (messages, seconds, cpu seconds) from the first one seen."""
     deadline = time.monotonic() + timeout_s
     first: tuple[float, float, float] | None = None
     while True:
-        acked = bridge.acked()
-        now, cpu = time.monotonic(), bridge.cpu_s()
+        acked = count()
+        now, cpu = time.monotonic(), cpu_s()
         if first is None and acked > 0:
             first = (acked, now, cpu)
         if acked >= target:
@@ -215,22 +280,137 @@ def measure(bridge: Bridge, target: float, timeout_s: float) -> tuple[float, flo
         time.sleep(0.1)  # each scrape costs the bridge a little CPU
 
 
-def topic_records(srv: Servers, topic: str) -> int:
-    from confluent_kafka import TopicPartition
+class RecordCounter:
+    """The record count of a Kafka topic (sum of its partitions' watermarks), read cheaply and repeatedly."""
 
-    admin = admin_client(KafkaSettings(bootstrap_servers=srv.bootstrap))
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    def __init__(self, srv: Servers, topic: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        admin = admin_client(KafkaSettings(bootstrap_servers=srv.bootstrap))
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        self.partitions = [TopicPartition(topic, p) for p in partitions]
+        self.consumer = Consumer(
+            {"bootstrap.servers": srv.bootstrap, "group.id": f"bench-count-{uuid.uuid4().hex[:6]}"}
+        )
+
+    def __call__(self) -> float:
+        total = 0
+        for tp in self.partitions:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            total += high - low
+        return float(total)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def first_record(srv: Servers, topic: str) -> str:
+    """One record of `topic` (to show that both sides wrote the same line), or "" if none came in 10 s."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": srv.bootstrap, "group.id": f"bench-count-{uuid.uuid4().hex[:6]}"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": srv.bootstrap,
+            "group.id": f"bench-peek-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     try:
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                return (msg.value() or b"").decode(errors="replace").strip()
+        return ""
     finally:
         consumer.close()
+
+
+def topic_records(srv: Servers, topic: str) -> int:
+    counter = RecordCounter(srv, topic)
+    try:
+        return int(counter())
+    finally:
+        counter.close()
+
+
+def telegraf_config(srv: Servers, unique: str, topic: str, payload: str, undelivered: int, batch: int) -> str:
+    """Telegraf's mqtt_consumer → outputs.kafka, mapping as the bridge's rule does (see TELEGRAF_PARSER)."""
+    return f"""[agent]
+  interval = "10s"
+  flush_interval = "100ms"
+  flush_jitter = "0s"
+  metric_batch_size = {batch}
+  metric_buffer_limit = {max(100_000, 4 * undelivered)}
+  omit_hostname = true
+  debug = true
+
+[[inputs.mqtt_consumer]]
+  servers = [{toml_string(f"tcp://{srv.mqtt_host}:{srv.mqtt_port}")}]
+  topics = ["benchtg/+/report"]
+  topic_tag = ""
+  qos = 1
+  persistent_session = true
+  client_id = {toml_string(f"bench-tg-{unique}")}
+  username = {toml_string(srv.mqtt_user)}
+  password = {toml_string(srv.mqtt_password)}
+  max_undelivered_messages = {undelivered}
+{TELEGRAF_PARSER[payload]}  [[inputs.mqtt_consumer.topic_parsing]]
+    topic = "benchtg/+/report"
+    tags = "_/device/_"
+
+[[outputs.kafka]]
+  brokers = [{toml_string(srv.bootstrap)}]
+  topic = {toml_string(topic)}
+  routing_tag = "device"
+  required_acks = -1
+  compression_codec = 4
+  data_format = "influx"
+"""
+
+
+def run_telegraf(
+    srv: Servers, workdir: Path, unique: str, messages: int, publishers: int, payload: str, undelivered: int
+) -> dict[str, float]:
+    """The backlog phase with Telegraf in the bridge's place: session, away, publish, drain; its figures."""
+    topic = f"bench-{unique}-telegraf"
+    ensure_topics(KafkaSettings(bootstrap_servers=srv.bootstrap), {topic: 6})
+    config = telegraf_config(srv, unique, topic, payload, undelivered, batch=1000)
+    agent = TelegrafAgent(workdir, "telegraf", config)
+    agent.start()
+    try:
+        agent.wait_log("Connected")
+    finally:
+        agent.stop()
+    files = write_payloads(workdir, messages, publishers, "tg-backlog", payload)
+    publish(srv, workdir, unique, files, "tg-backlog", root="benchtg")
+    counter = RecordCounter(srv, topic)
+    agent = TelegrafAgent(workdir, "telegraf", config)
+    agent.start()
+    try:
+
+        def count() -> float:
+            agent.check_alive()
+            return counter()
+
+        drained, drain_s, drain_cpu = measure_progress(count, agent.cpu_s, messages, timeout_s=300)
+        time.sleep(1)  # anything beyond `messages` would be a duplicate
+        records = int(counter())
+    finally:
+        agent.stop()
+        counter.close()
+    sys.stdout.write(f"a record of Telegraf's: {first_record(srv, topic)}\n")
+    delete_topics(srv, [topic])
+    return {
+        "telegraf_msgs_per_s": round(drained / drain_s),
+        "telegraf_cpu_percent": round(100 * drain_cpu / drain_s),
+        "telegraf_cpu_us_per_msg": round(1e6 * drain_cpu / drained, 1),
+        "telegraf_kafka_records": records,
+        "telegraf_duplicates": records - messages,
+        "telegraf_max_undelivered": undelivered,
+    }
 
 
 def delete_topics(srv: Servers, topics: list[str]) -> None:
@@ -248,12 +428,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--publishers", type=int, default=4, help="mosquitto_pub processes (default 4)")
     parser.add_argument("--window", type=int, default=2000, help="bridge in-flight window (default 2000)")
+    parser.add_argument("--payload", choices=("json", "line"), default="json", help="message format (default json)")
+    parser.add_argument("--no-telegraf", action="store_true", help="skip the side-by-side Telegraf phase")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record the bridge's backlog drain with py-spy (pip install py-spy) into this file, collapsed stacks",
+    )
+    parser.add_argument(
+        "--telegraf-undelivered",
+        type=int,
+        default=5000,
+        help="Telegraf's max_undelivered_messages (default 5000; metric_batch_size is 1000)",
+    )
     args = parser.parse_args(argv)
     unique = uuid.uuid4().hex[:8]
     messages = args.messages // args.publishers * args.publishers
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp, servers(Path(tmp)) as srv:
         workdir = Path(tmp)
-        (workdir / "rules.yaml").write_text(RULES)
+        (workdir / "rules.yaml").write_text(RULES[args.payload])
         ensure_topics(  # the bridge checks at start that every topic it writes exists
             KafkaSettings(bootstrap_servers=srv.bootstrap),
             {f"bench-{unique}": 6, f"bench-{unique}.dlq": 1, f"bench-{unique}.commands": 1},
@@ -264,13 +457,14 @@ def main(argv: list[str] | None = None) -> int:
         bridge.start()
         bridge.wait_connected()
         bridge.stop()
-        backlog = write_payloads(workdir, messages, args.publishers, "backlog")
-        live = write_payloads(workdir, messages, args.publishers, "live")
+        backlog = write_payloads(workdir, messages, args.publishers, "backlog", args.payload)
+        live = write_payloads(workdir, messages, args.publishers, "live", args.payload)
         publish_s = publish(srv, workdir, unique, backlog, "backlog")
         bridge = Bridge(srv, workdir, unique, args.window)
         bridge.start()
         try:
-            drained, drain_s, drain_cpu = measure(bridge, messages, timeout_s=300)
+            with profiled(bridge, args.profile):
+                drained, drain_s, drain_cpu = measure(bridge, messages, timeout_s=300)
             # Phase 2: publishers and bridge at the same time.
             started = time.monotonic()
             cpu0 = bridge.cpu_s()
@@ -284,8 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bridge.stop()
         records = topic_records(srv, f"bench-{unique}")
+        sys.stdout.write(f"a record of the bridge's: {first_record(srv, f'bench-{unique}')}\n")
         delete_topics(srv, [f"bench-{unique}", f"bench-{unique}.dlq", f"bench-{unique}.commands"])
-    figures = {
+        telegraf: dict[str, float] = {}
+        if not args.no_telegraf:
+            telegraf = run_telegraf(
+                srv, workdir, unique, messages, args.publishers, args.payload, args.telegraf_undelivered
+            )
+    figures: dict[str, object] = {
         "messages": 2 * messages,
         "msgs_per_s": round(drained / drain_s),
         "cpu_percent": round(100 * drain_cpu / drain_s),
@@ -298,8 +498,14 @@ def main(argv: list[str] | None = None) -> int:
         "kafka_records": records,
         "duplicates": records - 2 * messages,
         "inflight_window": args.window,
+        "payload": args.payload,
         "servers": srv.origin,
+        **telegraf,
     }
+    if telegraf:
+        figures["ratio_vs_telegraf"] = round(drained / drain_s / telegraf["telegraf_msgs_per_s"], 2)
+        # Messages per CPU-second, bridge / Telegraf: what a loaded, shared machine distorts least.
+        figures["cpu_ratio_vs_telegraf"] = round(telegraf["telegraf_cpu_us_per_msg"] / figures["cpu_us_per_msg"], 2)
     sys.stdout.write(
         f"bridge, backlog drain: {figures['msgs_per_s']:>8,} msg/s at {figures['cpu_percent']}% CPU "
         f"(QoS 1, acked after Kafka, window {args.window})\n"
@@ -310,6 +516,15 @@ def main(argv: list[str] | None = None) -> int:
         f"publishers alone:      {figures['backlog_publish_msgs_per_s']:>8,} msg/s\n"
         f"Kafka records: {records:,} for {2 * messages:,} messages ({figures['duplicates']} duplicates)\n"
     )
+    if telegraf:
+        sys.stdout.write(
+            f"Telegraf, backlog drain: {telegraf['telegraf_msgs_per_s']:>6,} msg/s at "
+            f"{telegraf['telegraf_cpu_percent']}% CPU, {telegraf['telegraf_cpu_us_per_msg']} µs per message "
+            f"(mqtt_consumer max_undelivered_messages {args.telegraf_undelivered} → outputs.kafka acks -1); "
+            f"{telegraf['telegraf_kafka_records']:,} records for {messages:,} messages\n"
+            f"bridge / Telegraf: {figures['ratio_vs_telegraf']} in msg/s, "
+            f"{figures['cpu_ratio_vs_telegraf']} in messages per CPU-second\n"
+        )
     sys.stdout.write(json.dumps(figures) + "\n")
     return 0
 

@@ -9,7 +9,17 @@ temp dir). Phases:
 2. latency: while the writer runs, probe points stamped "now" are produced under a steady background load
    and polled in InfluxDB until visible;
 3. client comparison: the same batches posted with raw httpx (the writer's path) and with influxdb-client's
-   write API, CPU seconds per million lines of the posting process.
+   write API, CPU seconds per million lines of the posting process;
+4. Telegraf side by side (unless ``--no-telegraf``): Telegraf's ``inputs.kafka_consumer`` (``data_format =
+   "influx"``, at-least-once with ``max_undelivered_messages``, ``kafka_version = "4.0.0"``) →
+   ``outputs.influxdb_v2`` (same batch size, gzip) drains the same backlog (produced the same way, at the same
+   time, to a topic of its own) into its own bucket of the same InfluxDB. Its writes are timed by its own log
+   ("Wrote batch of N metrics"), stamped as they are read.
+
+Both are measured two ways: first to last write (``field_values_per_s``, ``telegraf_field_values_per_s``,
+``ratio_vs_telegraf``; the first batch's lines are not counted, its write opens the span) and from process
+launch to every line written, i.e. consumer lag 0 (``launch_field_values_per_s``,
+``telegraf_launch_field_values_per_s``, ``launch_ratio_vs_telegraf``; start-up and first fetch included).
 
 The last line of output is one JSON object of the figures.
 """
@@ -20,10 +30,12 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,10 +43,12 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.telegraf import TelegrafAgent, toml_string
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.settings import InfluxSettings, KafkaSettings
 from telestack.influx_writer.annotated_csv import iter_rows
+from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from telestack.native.stack import shared_or_own_servers
 
@@ -155,6 +169,71 @@ def _compare_clients(influx: InfluxSettings, lines: int) -> dict[str, float]:
     return out
 
 
+def _telegraf_config(endpoints: Endpoints, topic: str, bucket: str, run: str, batch: int, undelivered: int) -> str:
+    return f"""[agent]
+  interval = "10s"
+  flush_interval = "1s"
+  flush_jitter = "0s"
+  metric_batch_size = {batch}
+  metric_buffer_limit = {max(100_000, 20 * batch)}
+  omit_hostname = true
+  debug = true
+
+[[inputs.kafka_consumer]]
+  brokers = [{toml_string(endpoints.kafka.bootstrap_servers)}]
+  topics = [{toml_string(topic)}]
+  consumer_group = {toml_string(f"bench-tg-{run}")}
+  offset = "oldest"
+  kafka_version = "4.0.0"
+  max_undelivered_messages = {undelivered}
+  data_format = "influx"
+
+[[outputs.influxdb_v2]]
+  urls = [{toml_string(endpoints.influx.url)}]
+  token = {toml_string(endpoints.influx.token)}
+  organization = {toml_string(endpoints.influx.org)}
+  bucket = {toml_string(bucket)}
+  content_encoding = "gzip"
+"""
+
+
+def _run_telegraf(
+    endpoints: Endpoints, workdir: Path, topic: str, bucket: str, run: str, lines: int, batch: int, undelivered: int
+) -> dict[str, float]:
+    """Telegraf drains the backlog topic into `bucket`: its rates, first to last write and from launch."""
+    config = _telegraf_config(endpoints, topic, bucket, run, batch, undelivered)
+    agent = TelegrafAgent(workdir, "telegraf-writer", config)
+    wrote = re.compile(r"\[outputs\.influxdb_v2\] Wrote batch of (\d+) metrics")
+    agent.start()
+    cpu0 = 0.0
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            agent.check_alive()
+            writes = [(t, int(m.group(1))) for t, text in list(agent.lines) if (m := wrote.search(text))]
+            if len(writes) == 1 and not cpu0:
+                cpu0 = agent.cpu_s()
+            if sum(n for _, n in writes) >= lines:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Telegraf wrote {sum(n for _, n in writes)} of {lines} lines:\n{agent.tail()}")
+            time.sleep(0.02)
+        cpu_s = agent.cpu_s()
+    finally:
+        agent.stop()
+    first, last = writes[0][0], writes[-1][0]
+    written = sum(n for _, n in writes)
+    span_lines = written - writes[0][1]
+    return {
+        "telegraf_field_values_per_s": round(span_lines * FIELDS_PER_LINE / (last - first)),
+        "telegraf_launch_field_values_per_s": round(written * FIELDS_PER_LINE / (last - agent.started)),
+        "telegraf_launch_to_lag0_s": round(last - agent.started, 2),
+        "telegraf_cpu_us_per_line": round(cpu_s * 1e6 / written, 2),
+        "telegraf_cpu_us_per_line_span": round((cpu_s - cpu0) * 1e6 / max(1, span_lines), 2),
+        "telegraf_max_undelivered": undelivered,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.writer", description=__doc__)
     parser.add_argument("--lines", type=int, default=400_000, help="backlog lines (default 400000)")
@@ -162,22 +241,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, default=20, help="end-to-end latency probes (default 20)")
     parser.add_argument("--batch-lines", type=int, default=5000, help="writer batch size (default 5000)")
     parser.add_argument("--gzip-level", type=int, default=1, help="writer gzip level (default 1)")
+    parser.add_argument("--no-telegraf", action="store_true", help="skip the side-by-side Telegraf phase")
+    parser.add_argument(
+        "--telegraf-undelivered",
+        type=int,
+        default=2000,
+        help="Telegraf's max_undelivered_messages, in Kafka records (default 2000, i.e. 4 batches of lines)",
+    )
     args = parser.parse_args(argv)
 
     with shared_or_own_servers("bench-writer-") as endpoints:
         run = uuid.uuid4().hex[:8]
         topic = f"bench-writer-{run}"
         kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)
-        ensure_topics(kafka, {topic: 3, f"{topic}.dlq": 1})
-        operator = InfluxSettings(url=endpoints.influx.url, org=endpoints.influx.org, token=endpoints.influx.token)  # type: ignore[arg-type]
+        ensure_topics(kafka, {topic: 3, f"{topic}.dlq": 1, f"{topic}-tg": 3})
+        operator = InfluxSettings(
+            url=endpoints.influx.url,
+            org=endpoints.influx.org,
+            token=endpoints.influx.token,  # type: ignore[arg-type]
+            timeout_ms=60_000,  # counting 1.6 M fresh points on a loaded machine took over 10 s
+        )
         admin = InfluxHttp(operator, gzip_level=0)
         org_id = admin.api("GET", "/api/v2/orgs", params={"org": operator.org})["orgs"][0]["id"]
         bucket = admin.api("POST", "/api/v2/buckets", json_body={"orgID": org_id, "name": f"bench-{run}"})
+        buckets = [bucket]
         influx = operator.model_copy(update={"bucket": bucket["name"]})
         try:
             _say(f"servers: {endpoints.versions()}")
             backlog_start = int(time.time()) - 3 * 3600  # s; the backlog's points are stamped from there
             produce_s = _produce_backlog(kafka, topic, args.lines, args.lines_per_record, backlog_start * 10**9)
+            if not args.no_telegraf:  # the same backlog, for Telegraf alone (the latency phase adds to `topic`)
+                _produce_backlog(kafka, f"{topic}-tg", args.lines, args.lines_per_record, backlog_start * 10**9)
             _say(
                 f"backlog: {args.lines:,} lines in {args.lines // args.lines_per_record:,} records ({produce_s:.1f} s)"
             )
@@ -194,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 "TELESTACK_INFLUX_WRITER__HTTP__PORT": str(port),
                 "TELESTACK_LOG__LEVEL": "WARNING",
             }
+            launched = time.perf_counter()
             writer = subprocess.Popen([TELESTACK, "influx-writer"], env=env, start_new_session=True)
             name = "telestack_influx_writer_lines_written_total"
             while _metric(port, name) <= 0:
@@ -205,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"writer exited with {writer.returncode}")
                 time.sleep(0.05)
             elapsed = time.perf_counter() - t0
+            launch_s = time.perf_counter() - launched
             cpu_s = _proc_cpu(writer.pid) - cpu0
             lines_per_s = (written - n0) / elapsed
             _say(f"drain: {written - n0:,.0f} lines in {elapsed:.2f} s")
@@ -217,9 +313,31 @@ def main(argv: list[str] | None = None) -> int:
                 ' |> filter(fn: (r) => r._measurement == "EngineData") |> group() |> count()',
             )
             clients = _compare_clients(influx, min(args.lines, 100_000))
+            telegraf: dict[str, float] = {}
+            if not args.no_telegraf:
+                tg_bucket = admin.api("POST", "/api/v2/buckets", json_body={"orgID": org_id, "name": f"bench-{run}-tg"})
+                buckets.append(tg_bucket)
+                with tempfile.TemporaryDirectory(prefix="bench-writer-tg-") as workdir:
+                    telegraf = _run_telegraf(
+                        endpoints,
+                        Path(workdir),
+                        f"{topic}-tg",
+                        tg_bucket["name"],
+                        run,
+                        args.lines,
+                        args.batch_lines,
+                        args.telegraf_undelivered,
+                    )
+                telegraf["telegraf_field_values_stored"] = _count(
+                    admin,
+                    f'from(bucket: "{tg_bucket["name"]}") |> range(start: {backlog_start}, '
+                    f'stop: {backlog_start + 3600}) |> filter(fn: (r) => r._measurement == "EngineData") '
+                    "|> group() |> count()",
+                )
         finally:
-            with contextlib.suppress(Exception):
-                admin.api("DELETE", f"/api/v2/buckets/{bucket['id']}")
+            for each in buckets:
+                with contextlib.suppress(Exception):
+                    admin.api("DELETE", f"/api/v2/buckets/{each['id']}")
             admin.close()
 
     figures = {
@@ -235,15 +353,32 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_delay_max_ms": round(max(delays) * 1000, 1) if delays else None,
         "e2e_probes": len(delays),
         **{k: round(v, 2) for k, v in clients.items()},
+        "launch_to_lag0_s": round(launch_s, 2),
+        "launch_field_values_per_s": round(args.lines * FIELDS_PER_LINE / launch_s),
+        **telegraf,
     }
+    if telegraf:
+        figures["ratio_vs_telegraf"] = round(lines_per_s * FIELDS_PER_LINE / telegraf["telegraf_field_values_per_s"], 2)
+        figures["launch_ratio_vs_telegraf"] = round(
+            args.lines * FIELDS_PER_LINE / launch_s / telegraf["telegraf_launch_field_values_per_s"], 2
+        )
     _say(
         f"throughput: {figures['field_values_per_s']:,} field values/s, {figures['lines_per_s']:,} lines/s\n"
         f"writer CPU: {figures['writer_cpu_s_per_s']} cores busy, {figures['writer_cpu_us_per_line']} us/line\n"
         f"end-to-end delay (record timestamp → queryable, under ~20k lines/s load): "
         f"p50 {figures['e2e_delay_p50_ms']} ms, max {figures['e2e_delay_max_ms']} ms over {len(delays)} probes\n"
         f"raw httpx+gzip: {figures['httpx_gzip_cpu_s_per_mline']} CPU s per million lines; "
-        f"influxdb-client: {figures['influxdb_client_cpu_s_per_mline']} CPU s per million lines"
+        f"influxdb-client: {figures['influxdb_client_cpu_s_per_mline']} CPU s per million lines\n"
+        f"launch to lag 0: {figures['launch_to_lag0_s']} s, {figures['launch_field_values_per_s']:,} field values/s"
     )
+    if telegraf:
+        _say(
+            f"Telegraf (kafka_consumer → influxdb_v2, same backlog): {telegraf['telegraf_field_values_per_s']:,} "
+            f"field values/s first to last write (ratio {figures['ratio_vs_telegraf']}); launch to lag 0 "
+            f"{telegraf['telegraf_launch_to_lag0_s']} s, {telegraf['telegraf_launch_field_values_per_s']:,} "
+            f"field values/s (ratio {figures['launch_ratio_vs_telegraf']}); "
+            f"{telegraf['telegraf_field_values_stored']:,} field values stored"
+        )
     _say(json.dumps(figures))
     return 0
 

@@ -207,11 +207,13 @@ class KafkaProducer:
         timestamp_ms: int | None = None,
         on_delivery: DeliveryCallback | None = None,
         block_s: float | None = None,
+        poll: bool = True,
     ) -> None:
         """Queue one record. If the local queue is full, serve callbacks until there is room.
 
         `block_s` bounds that wait (None: wait as long as it takes); past it, `DeliveryError` is raised and
-        the record was not queued, so the caller still owns it.
+        the record was not queued, so the caller still owns it. `poll`: serve delivery callbacks after queuing
+        (off for a caller whose loop polls anyway: the bridge, once per pass rather than once per record).
         """
         kwargs: dict[str, Any] = {"key": _encode(key), "value": _encode(value)}
         if headers:
@@ -235,7 +237,8 @@ class KafkaProducer:
                 if exc.args and _rejected(exc.args[0]):
                     raise RecordRejected(f"Kafka refuses the record for {topic}: {exc}") from exc
                 raise KafkaError(f"cannot produce to {topic}: {exc}") from exc
-        self._producer.poll(0)
+        if poll:
+            self._producer.poll(0)
 
     def poll(self, timeout_s: float = 0) -> int:
         """Serve delivery callbacks; returns how many were served."""

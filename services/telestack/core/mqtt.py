@@ -44,12 +44,14 @@ def make_client(
     *,
     client_id: str | None = None,
     manual_ack: bool = False,
+    client_class: type[paho.Client] = paho.Client,
 ) -> paho.Client:
     """A paho client (MQTT 5) with credentials, TLS and reconnect backoff set; not yet connected.
 
     `manual_ack`: the caller acknowledges each QoS 1 message with ``client.ack(mid, qos)``.
+    `client_class`: a subclass of paho's client to build (the bridge's has a fast path for PUBLISH and PUBACK).
     """
-    client = paho.Client(
+    client = client_class(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or settings.client_id,
         protocol=MQTTProtocolVersion.MQTTv5,

@@ -28,7 +28,8 @@ Delivery, as it is written below:
 - Reconnects use exponential backoff; every disconnect is logged and counted, and the health check fails
   when the broker has been unreachable longer than ``mqtt_bridge.reconnect_bound_s``.
 
-One thread does it all (`run`): it drives paho through its external-loop API (``loop_read``, ``loop_write``,
+One thread does it all (`run`): it drives paho (`FastPathClient`: buffered reads, a direct PUBLISH path,
+batched PUBACKs) through its external-loop API (``loop_read``, ``loop_write``,
 ``loop_misc`` on ``select``) and serves Kafka delivery callbacks between packets. No locks, and no wake-up
 socket per acknowledgement as paho's own network thread would need.
 """
@@ -54,6 +55,7 @@ from telestack.core.runtime import Shutdown, get_logger
 from telestack.mqtt_bridge import metrics
 from telestack.mqtt_bridge.acks import AckRoute, ack_record
 from telestack.mqtt_bridge.errors import MappingError
+from telestack.mqtt_bridge.fastpath import FastPathClient
 from telestack.mqtt_bridge.mapping import map_message
 from telestack.mqtt_bridge.rules import RuleSet, minimal_filters
 from telestack.mqtt_bridge.settings import BridgeSettings
@@ -231,11 +233,15 @@ class MqttBridge:
 
     # --- MQTT connection ----------------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
-        client = make_client(self.settings.mqtt, client_id=self.options.client_id, manual_ack=True)
+    def _make_client(self) -> FastPathClient:
+        client = make_client(
+            self.settings.mqtt, client_id=self.options.client_id, manual_ack=True, client_class=FastPathClient
+        )
+        assert isinstance(client, FastPathClient)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # what the fast path leaves to paho (properties, QoS 2)
+        client.on_publish_fast = self._on_publish
         client.on_subscribe = self._on_subscribe
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -323,15 +329,16 @@ class MqttBridge:
     # --- messages -----------------------------------------------------------------------------------------
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        self._on_publish(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         if self._draining:
             return  # not acknowledged: the broker gives it to the next session
         self._counts.received += 1
         self.messages_received += 1
-        topic = msg.topic
-        payload = bytes(msg.payload)  # the same object when paho gives bytes, as it does
         arrival_ns = time.time_ns()
         arrival_ms = arrival_ns // 1_000_000
-        token = (self._generation, msg.mid, msg.qos)
+        token = (self._generation, mid, qos)
         if len(payload) > self._max_payload:
             error = MappingError(
                 "oversize", f"{len(payload)} bytes > mqtt_bridge.max_payload_bytes {self._max_payload}"
@@ -402,6 +409,7 @@ class MqttBridge:
                 headers=record.headers,
                 timestamp_ms=record.timestamp_ms,
                 on_delivery=record,
+                poll=False,  # `_step` polls once per pass
             )
         except RecordRejected as exc:
             self._counts.failures += 1
@@ -550,13 +558,17 @@ class MqttBridge:
             wait = WAIT_SLOW_S if slow else WAIT_BUSY_S
         else:
             wait = WAIT_IDLE_S
-        has_buffered = getattr(sock, "pending", None)  # TLS: bytes already decrypted are invisible to select
-        if has_buffered is not None and has_buffered() > 0:
+        # Bytes already read (by the client's buffered reads, or decrypted by TLS) are invisible to select.
+        has_buffered = getattr(sock, "pending", None)
+        buffered = client.buffered() > 0 or (has_buffered is not None and has_buffered() > 0)
+        if buffered:
             wait = 0.0
         try:
             readable, writable, _ = select.select([sock], [sock] if client.want_write() else [], [], wait)
         except (OSError, ValueError):
             readable, writable = [sock], []  # the socket broke: loop_read reports it and paho closes it
+        if buffered:
+            readable = [sock]
         if readable:
             # loop_read handles one packet; while they are PUBLISHes, more are likely buffered (a backlog).
             for _ in range(READ_BURST):
@@ -565,8 +577,9 @@ class MqttBridge:
                     break
         if client.socket() is not None and (writable or client.want_write()):
             client.loop_write()
-        self.producer.poll(0)  # delivery callbacks: acks are queued and written just below or next pass
+        self.producer.poll(0)  # delivery callbacks: acks are collected ...
         self._serve_refused()
+        client.flush_acks()  # ... and written together
         if client.want_write() and client.socket() is not None:
             client.loop_write()
 
@@ -578,6 +591,7 @@ class MqttBridge:
             self._last_confirm = time.monotonic()  # nothing waits: Kafka is not stalled
         if self._retries:
             self._produce_retries()
+        self.client.flush_acks()  # of records retried above
         metrics.INFLIGHT.set(pending)
         self._counts.publish()
 
@@ -594,8 +608,10 @@ class MqttBridge:
         while (self.producer.pending() or self._refused_records or self._suspects) and time.monotonic() < deadline:
             self.producer.poll(0.05)
             self._serve_refused()
+            client.flush_acks()
             if client.socket() is not None and client.want_write():
                 client.loop_write()
+        client.flush_acks()
         if client.socket() is not None:
             client.disconnect()
             end = time.monotonic() + 2
