@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +104,9 @@ class ActuatorService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        metrics.COMMANDS_IN_FLIGHT.set_function(lambda: len(self._timers))
+        # through a weak reference: the process-wide gauge must not keep a stopped service (and its clients) alive
+        service = weakref.ref(self)
+        metrics.COMMANDS_IN_FLIGHT.set_function(lambda: len(s._timers) if (s := service()) is not None else 0)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
