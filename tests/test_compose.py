@@ -302,7 +302,7 @@ def _settings_class(words: list[str]) -> type[TelestackSettings]:
     from telestack.actuator.settings import ActuatorSettings
     from telestack.alerting.settings import AlertingSettings
     from telestack.can_gateway.settings import CanGatewaySettings
-    from telestack.influx_writer.settings import InfluxToolSettings, WriterSettings
+    from telestack.influx_writer.settings import DownsamplerSettings, InfluxToolSettings, WriterSettings
     from telestack.kafka_admin.lag_command import LagSettings
     from telestack.kafka_admin.topics import TopicsSettings
     from telestack.mqtt_bridge.settings import BridgeSettings
@@ -313,6 +313,7 @@ def _settings_class(words: list[str]) -> type[TelestackSettings]:
         "mqtt-bridge": BridgeSettings,
         "influx-writer": WriterSettings,
         "influx-init": InfluxToolSettings,
+        "downsample": DownsamplerSettings,
         "alerting": AlertingSettings,
         "actuator": ActuatorSettings,
         "can-gateway": CanGatewaySettings,
