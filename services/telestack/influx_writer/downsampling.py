@@ -334,7 +334,7 @@ class Downsampler:
         attempt = 0
         while True:
             try:
-                return call()
+                result = call()
             except InfluxError as exc:
                 FAILURES.labels("unavailable" if isinstance(exc, InfluxUnavailableError) else "refused").inc()
                 self._failed(exc, None)
@@ -342,6 +342,9 @@ class Downsampler:
                 if self._sleep(self.backoff.delay(attempt, retry_after)):
                     raise _Stopped from exc
                 attempt += 1
+            else:
+                self.last_error = None
+                return result
 
     def _failed(self, exc: InfluxError, start_s: int | None) -> None:
         self.last_error = str(exc)
