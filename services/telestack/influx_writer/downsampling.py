@@ -20,6 +20,13 @@ the previous one has ended (it ignores ``concurrency``): with a slow disk they p
   (the downsampler waits for InfluxDB, as the writer does); a window InfluxDB refuses (a field whose type changed,
   a permission) is tried ``max_window_attempts`` times, then skipped with an error log and a metric.
 
+Known limit (the 30-minute demo of issue 13's chaos table, 2026-11-30): the ``types.isNumeric`` row filter keeps
+InfluxDB from pushing the aggregates down to its storage engine, so a window is aggregated row by row in Flux. With
+the demo's ~390,000 points a minute on a loaded 2-core machine, one window took over 300 s (a pushed-down count of
+the same minute: 15 s): the downsampler never overlapped itself and InfluxDB stayed under 500 MB, but it fell
+behind. Next step: aggregate numeric fields with pushed-down ``aggregateWindow`` calls (strings told apart once
+per field, not per row).
+
 >>> plan_windows(watermark_s=600, now_s=755, window_s=60, offset_s=30, late_windows=5)
 ([300, 360], [600, 660])
 >>> plan_windows(watermark_s=720, now_s=755, window_s=60, offset_s=30, late_windows=5)
