@@ -1,7 +1,9 @@
 """Fault injection: the whole pipeline under sequence-numbered load, on servers of its own.
 
 Size: ``TELESTACK_CHAOS_SIZE=ci`` (default: small load, short outages, 2 broker kills) or ``full``
-(``make chaos``: 3 x 1,000 CAN frames/s and 50 devices, InfluxDB down for 2 minutes, 5 broker kills).
+(``make chaos``: 3 x 1,000 CAN frames/s and 50 devices; issue 13's table: Kafka frozen 6 minutes, InfluxDB down
+10 minutes, InfluxDB slow (10-20 s per request) for 5 minutes, a 30-minute demo with the downsampler; 5 broker
+kills). Each fault's lag must drain within ``drained_within_s`` (5 minutes) and each process's RSS peak is reported.
 Every fault's figures are collected and written at the end of the session to
 ``benchmarks/results/chaos-<size>-<time>.{json,md}`` and shown in the terminal summary.
 """
@@ -41,11 +43,15 @@ class ChaosSize:
     message_timeout_ms: int  # ... with the producers' message.timeout.ms this short
     influx_down_s: float
     service_down_s: float  # a killed service stays down this long before its restart
+    influx_slow_s: float  # InfluxDB answers every request late for this long ...
+    influx_delay_s: tuple[float, float]  # ... by a delay drawn in this range, s
+    demo_s: float  # the demo (every service, the simulators, the downsampler) runs this long
+    drained_within_s: float  # after each fault, the writer's lag is 0 and every point visible within this
 
 
 SIZES = {
-    "ci": ChaosSize("ci", 200, 10, 5, 4, 4, 2, 3, 12, 4_000, 15, 2),
-    "full": ChaosSize("full", 1000, 50, 10, 10, 10, 5, 5, 40, 10_000, 120, 5),
+    "ci": ChaosSize("ci", 200, 10, 5, 4, 4, 2, 3, 12, 4_000, 15, 2, 15, (1.0, 3.0), 150, 180),
+    "full": ChaosSize("full", 1000, 50, 10, 10, 10, 5, 5, 360, 10_000, 600, 5, 300, (10.0, 20.0), 1800, 300),
 }
 
 
@@ -138,14 +144,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     lines = [
         f"# telestack fault injection ({size.name} size, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        "| fault | points sent | missing | duplicated | healthy again after (s) | drained after (s) | notes |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| fault | points sent | missing | duplicated | healthy again after (s) | drained after (s) | RSS peak (MB) "
+        "| notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for report in REPORTS:
         healthy = ", ".join(f"{k} {v}" for k, v in report.get("healthy_after_s", {}).items())
+        rss = ", ".join(f"{k} {v}" for k, v in report.get("rss_peak_mb", {}).items())
         lines.append(
             f"| {report['fault']} | {report['sent']} | {report['missing']} | {report['duplicated']} | {healthy} "
-            f"| {report.get('drained_after_s')} | {report.get('notes', '')} |"
+            f"| {report.get('drained_after_s')} | {rss} | {report.get('notes', '')} |"
         )
     text = "\n".join(lines) + "\n"
     (RESULTS / f"chaos-{size.name}-{stamp}.md").write_text(text)

@@ -11,7 +11,9 @@ was killed) are gone, as on a real bus. They are told apart from a loss by their
 from __future__ import annotations
 
 import os
+import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +24,9 @@ from benchmarks.e2e.stack import SERVICES, E2EStack, LoadResult, LoadSpec
 
 from telestack.native.servers import NativeServer
 from tests.chaos.conftest import ChaosSize, record
+from tests.influx_writer.conftest import SlowProxy
 
-pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(3600)]
 
 HEALTHY_WITHIN_S = 30.0
 # A killed gateway loses the frames it had read but Kafka had not confirmed yet (kept in memory, by design,
@@ -60,6 +63,7 @@ def run_with_fault(
     """
     out = stack.run_dir / "load"
     spec = LoadSpec(size.can_rate, size.devices, size.device_rate, duration_s=0)
+    rss = RssPeaks(stack).start()
     can, mqtt = stack.start_load(spec, out)
     try:
         time.sleep(size.warm_s)
@@ -71,8 +75,11 @@ def run_with_fault(
         for process in (can, mqtt):
             if process is not None:
                 process.stop()
-    load = stack.collect_load(can, mqtt, out, timeout_s=180)
-    drained = stack.wait_drained(load.expected(), timeout_s=180)
+    try:
+        load = stack.collect_load(can, mqtt, out, timeout_s=300)
+        drained = stack.wait_drained(load.expected(), timeout_s=size.drained_within_s)
+    finally:
+        rss.stop()
     counts = stack.count()
     dead = {name: s.process.returncode for name, s in stack.services.items() if not s.alive() and s.process}
     report = summarize(fault, load, counts, can_gap() if can_gap is not None else None)
@@ -83,6 +90,7 @@ def run_with_fault(
     report["mqtt_unacked_by_broker"] = load.mqtt_unacked
     report["service_warnings"] = stack.service_events()
     report["can_udp_socket_drops"] = udp_drops
+    report["rss_peak_mb"] = rss.peaks_mb()
     record(report)
     assert not dead, f"services died during the run: {dead} (logs in {stack.run_dir / 'logs'})"
     assert report["writer_lag"] == 0
@@ -93,6 +101,37 @@ def run_with_fault(
         "bus sockets (receive buffer full: the machine was too busy to schedule its reader threads)"
     )
     return report
+
+
+class RssPeaks:
+    """The highest resident memory of every service and server while a fault test runs, sampled every 2 s."""
+
+    def __init__(self, stack: E2EStack, interval_s: float = 2.0) -> None:
+        self.stack = stack
+        self.interval_s = interval_s
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-peaks", daemon=True)
+
+    def start(self) -> RssPeaks:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for name, rss in self.stack.sample()["rss"].items():
+                    self.peaks[name] = max(self.peaks.get(name, 0), rss)
+            except Exception:  # a service restarting between two samples
+                pass
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def peaks_mb(self) -> dict[str, int]:
+        return {name: round(rss / 2**20) for name, rss in sorted(self.peaks.items())}
 
 
 def summarize(
@@ -249,3 +288,52 @@ def test_mosquitto_restarted(stack_factory: Any, size: ChaosSize) -> None:
         return {"recovered": time.monotonic(), "down_s": size.service_down_s}
 
     run_with_fault(stack, size, "Mosquitto restarted", inject)
+
+
+class DelayingProxy(SlowProxy):
+    """A `SlowProxy` whose delay is drawn for each request in [low, high] while `slow` is set (a filling disk)."""
+
+    def __init__(self, upstream_port: int, low: float, high: float) -> None:
+        self.low, self.high = low, high
+        self.slow = False
+        super().__init__(upstream_port)
+
+    @property
+    def delay_s(self) -> float:
+        return random.uniform(self.low, self.high) if self.slow else 0.0
+
+    @delay_s.setter
+    def delay_s(self, value: float) -> None:
+        pass  # drawn per request instead
+
+
+def test_influxdb_slow_for_a_while(stack_factory: Any, size: ChaosSize) -> None:
+    """Every request to InfluxDB held 10-20 s (full size) for 5 minutes: the writer adapts and catches up."""
+    stack = stack_factory()
+    assert stack.endpoints is not None
+    low, high = size.influx_delay_s
+    proxy = DelayingProxy(int(stack.endpoints.influx.url.rsplit(":", 1)[1]), low, high)
+    writer = stack.services["influx-writer"]
+    writer.stop()
+    writer.env["TELESTACK_INFLUX__URL"] = f"http://127.0.0.1:{proxy.port}"
+    stack.start_services(("influx-writer",))
+
+    def inject() -> dict[str, Any]:
+        before = proxy.requests
+        proxy.slow = True
+        try:
+            time.sleep(size.influx_slow_s)
+        finally:
+            proxy.slow = False
+        return {
+            "recovered": time.monotonic(),
+            "slow_s": size.influx_slow_s,
+            "delay_s": [low, high],
+            "requests_delayed": proxy.requests - before,
+        }
+
+    try:
+        fault = f"InfluxDB slow {low:g}-{high:g} s per request for {size.influx_slow_s:g} s"
+        run_with_fault(stack, size, fault, inject)
+    finally:
+        proxy.close()

@@ -192,6 +192,9 @@ class SlowProxy:
         self.upstream_port = upstream_port
         self.delay_s = 0.0
         self.requests = 0
+        self.in_flight = 0  # requests started and not answered yet, over every connection
+        self.max_in_flight = 0
+        self._count_lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._stop = threading.Event()
@@ -219,10 +222,16 @@ class SlowProxy:
                 if not data:
                     break
                 if not request:
+                    if not answered.is_set():
+                        with self._count_lock:
+                            self.in_flight -= 1
                     answered.set()
                 elif answered.is_set():  # the start of a request
                     answered.clear()
-                    self.requests += 1
+                    with self._count_lock:
+                        self.requests += 1
+                        self.in_flight += 1
+                        self.max_in_flight = max(self.max_in_flight, self.in_flight)
                     if self.delay_s:
                         time.sleep(self.delay_s)
                 target.sendall(data)

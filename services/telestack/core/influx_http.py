@@ -133,8 +133,13 @@ class InfluxHttp:
     # --- queries --------------------------------------------------------------------------------------
 
     @contextmanager
-    def query_csv(self, flux: str, *, now: str | None = None) -> Iterator[Iterator[list[str]]]:
-        """Run a Flux query; yields an iterator of annotated-CSV rows, read from the socket as they come."""
+    def query_csv(
+        self, flux: str, *, now: str | None = None, timeout_s: float | None = None
+    ) -> Iterator[Iterator[list[str]]]:
+        """Run a Flux query; yields an iterator of annotated-CSV rows, read from the socket as they come.
+
+        `timeout_s` replaces ``influx.timeout_ms`` for this query (downsampling queries may take longer).
+        """
         payload: dict[str, Any] = {
             "query": flux,
             "type": "flux",
@@ -148,6 +153,7 @@ class InfluxHttp:
             params={"org": self.settings.org},
             json=payload,
             headers={"Accept": "application/csv", "Accept-Encoding": "gzip"},
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else httpx.Timeout(timeout_s),
         )
         try:
             response = self._client.send(request, stream=True)

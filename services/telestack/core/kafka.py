@@ -162,8 +162,25 @@ def _encode(value: str | bytes | None) -> bytes | None:
     return value.encode("utf-8")
 
 
+# The producer side of librdkafka issue 5301 (see below, at REBUILD_AFTER_S): a client that forgot every broker
+# never delivers again, while a fresh client reaches the cluster. A producer whose records wait with no
+# successful delivery for PRODUCER_STUCK_AFTER_S asks its own client for metadata and, if that fails, a fresh
+# client: when only the fresh one answers, the stuck client is replaced. Its records are purged, so each one's
+# delivery callback fires once, as a failure, and the caller sends it again (the bridge has not acked the MQTT
+# message, the CAN gateway spools it): at-least-once, nothing lost. When no client answers, Kafka itself is
+# away: nothing is replaced, and the next check comes later (doubling up to PRODUCER_CHECK_MAX_S).
+PRODUCER_STUCK_AFTER_S = 60.0
+PRODUCER_CHECK_MAX_S = 300.0
+PRODUCER_PROBE_TIMEOUT_S = 5.0
+
+
 class KafkaProducer:
-    """Idempotent producer; see the module docstring for its guarantees."""
+    """Idempotent producer; see the module docstring for its guarantees.
+
+    A client that stays stuck while the cluster answers others is replaced (see PRODUCER_STUCK_AFTER_S):
+    `replacements` counts it. The check runs in `produce`, `poll` and `flush`, on the caller's thread, and may
+    block it up to twice PRODUCER_PROBE_TIMEOUT_S once per check period while no record is delivered.
+    """
 
     def __init__(
         self,
@@ -171,6 +188,7 @@ class KafkaProducer:
         *,
         config: Mapping[str, Any] | None = None,
         on_error: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         conf: dict[str, Any] = {
             **_base_config(settings),
@@ -185,6 +203,14 @@ class KafkaProducer:
         }
         self._on_error = on_error
         self.last_error: str | None = None
+        self._conf = conf
+        self._clock = clock
+        self.replacements = 0
+        self._retired: list[confluent_kafka.Producer] = []  # replaced clients, polled until their queue is empty
+        self._last_delivered = clock()  # a successful delivery, or a moment with nothing waiting
+        self._failed_since = False  # a delivery failed since the last success
+        self._stuck_after_s = PRODUCER_STUCK_AFTER_S
+        self._next_watch = 0.0
         try:
             self._producer = confluent_kafka.Producer(conf)
         except KafkaException as exc:
@@ -196,6 +222,13 @@ class KafkaProducer:
             self.last_error = f"fatal: {err}"
         if self._on_error is not None:
             self._on_error(self.last_error)
+
+    def _on_delivery(self, err: Any, msg: Message) -> None:
+        if err is None:
+            self._last_delivered = self._clock()
+            self._failed_since = False
+        else:
+            self._failed_since = True
 
     def produce(
         self,
@@ -220,8 +253,7 @@ class KafkaProducer:
             kwargs["headers"] = [(k, _encode(v)) for k, v in headers]
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
-        if on_delivery is not None:
-            kwargs["on_delivery"] = _delivery_adapter(on_delivery)
+        kwargs["on_delivery"] = _delivery_adapter(on_delivery, self._on_delivery)
         deadline = None if block_s is None else time.monotonic() + block_s
         while True:
             try:
@@ -233,36 +265,104 @@ class KafkaProducer:
                         f"local producer queue stayed full for {block_s:.1f} s (is Kafka reachable?)"
                     ) from None
                 self._producer.poll(0.05)
+                self._watch()
             except KafkaException as exc:
                 if exc.args and _rejected(exc.args[0]):
                     raise RecordRejected(f"Kafka refuses the record for {topic}: {exc}") from exc
                 raise KafkaError(f"cannot produce to {topic}: {exc}") from exc
         if poll:
             self._producer.poll(0)
+        self._watch()
 
     def poll(self, timeout_s: float = 0) -> int:
         """Serve delivery callbacks; returns how many were served."""
-        return int(self._producer.poll(timeout_s))
+        served = int(self._producer.poll(timeout_s))
+        self._watch()
+        return served
 
     def pending(self) -> int:
         """Records queued locally or in flight, not yet confirmed."""
-        return len(self._producer)
+        return len(self._producer) + sum(len(old) for old in self._retired)
 
     def flush(self, timeout_s: float = 30) -> int:
         """Wait until every queued record is confirmed or failed; returns how many are still pending."""
-        return int(self._producer.flush(timeout_s))
+        self._watch()
+        left = int(self._producer.flush(timeout_s))
+        for old in self._retired:
+            left += int(old.flush(0))
+        return left
 
     def close(self, timeout_s: float = 30) -> int:
         """Flush on shutdown; returns the records still unconfirmed (their callbacks never fired)."""
         return self.flush(timeout_s)
+
+    # --- the stuck-client watch (librdkafka 5301) -----------------------------------------------------------
+
+    def _watch(self) -> None:
+        now = self._clock()
+        if now < self._next_watch:
+            return
+        self._next_watch = now + 1.0
+        if self._retired:
+            for old in self._retired:
+                old.poll(0)  # the purged records' failure callbacks
+            self._retired = [old for old in self._retired if len(old)]
+        if not len(self._producer) and not self._failed_since:
+            self._last_delivered = now  # nothing waiting: not stuck
+            return
+        if now - self._last_delivered < self._stuck_after_s:
+            return
+        self._last_delivered = now  # the next verdict one period from now
+        if self._answers(self._producer):
+            return  # this client has brokers: Kafka is slow or a leader is missing, not a forgotten cluster
+        probe = confluent_kafka.Producer(_base_config_of(self._conf))
+        try:
+            reachable = self._answers(probe)
+        finally:
+            probe.flush(0)
+        if not reachable:
+            self._stuck_after_s = min(self._stuck_after_s * 2, PRODUCER_CHECK_MAX_S)  # Kafka is away: wait longer
+            self.last_error = "no Kafka broker answers"
+            return
+        self._replace()
+
+    @staticmethod
+    def _answers(client: confluent_kafka.Producer) -> bool:
+        try:
+            client.list_topics(timeout=PRODUCER_PROBE_TIMEOUT_S)
+        except KafkaException:
+            return False
+        return True
+
+    def _replace(self) -> None:
+        old = self._producer
+        self._producer = confluent_kafka.Producer(self._conf)
+        self.replacements += 1
+        self._stuck_after_s = PRODUCER_STUCK_AFTER_S
+        self.last_error = "the Kafka client had lost the cluster while a new one reaches it: replaced"
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        old.poll(0)  # each purged record's callback fires now, as a failure: the caller sends it again
+        self._retired.append(old)
+        self._failed_since = False
+        self._last_delivered = self._clock()
+
+
+def _base_config_of(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """A client configuration without its callbacks (for a throw-away probe client)."""
+    return {k: v for k, v in conf.items() if not callable(v)}
 
 
 def _or_minus_one(value: int | None) -> int:
     return -1 if value is None else value
 
 
-def _delivery_adapter(callback: DeliveryCallback) -> Callable[[Any, Message], None]:
+def _delivery_adapter(
+    callback: DeliveryCallback | None, observe: Callable[[Any, Message], None]
+) -> Callable[[Any, Message], None]:
     def on_delivery(err: Any, msg: Message) -> None:
+        observe(err, msg)
+        if callback is None:
+            return
         callback(
             Delivery(
                 topic=msg.topic() or "",

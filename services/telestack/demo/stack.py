@@ -1,11 +1,12 @@
 """The whole stack without Docker: native Kafka, Mosquitto and InfluxDB, every telestack service and simulator.
 
 `DemoStack.start` does what ``docker compose --profile demo up`` does: start the servers, create the Kafka
-topics (`telestack.kafka_admin.topics`), provision InfluxDB (``telestack influx-init``: buckets, downsampling task,
-scoped tokens), start the services with their own settings, wait until each answers ``/healthz``, start the
-simulators, scrape every ``/metrics`` into InfluxDB (what Telegraf does in compose) and send one command through
-the actuator (fermenter f2 to 12 °C, so an alert fires and resolves while you watch). `DemoStack.stop` stops
-them in reverse order. `DemoStack.missing_data` is what ``telestack demo check`` asks InfluxDB.
+topics (`telestack.kafka_admin.topics`), provision InfluxDB (``telestack influx-init``: buckets and scoped
+tokens), start the services (``telestack downsample`` among them) with their own settings, wait until each
+answers ``/healthz``, start the simulators, scrape every ``/metrics`` into InfluxDB (what Telegraf does in
+compose) and send one command through the actuator (fermenter f2 to 12 °C, so an alert fires and resolves
+while you watch). `DemoStack.stop` stops them in reverse order. `DemoStack.missing_data` is what ``telestack
+demo check`` asks InfluxDB.
 
 A run directory holds the servers' data, each process's log (``logs/``), ``demo.json`` (ports, pids, the
 supervisor's pid for ``telestack demo down``) and the credentials (``endpoints.json``, mode 0600).
@@ -45,6 +46,7 @@ SERVICE_PORTS = {
     "influx-writer": 9103,
     "alerting": 9104,
     "kafka-lag": 9105,
+    "downsampler": 9106,
     "actuator": 8080,
 }
 SERVER_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1884, "mqtt_devices": 1883, "influx": 8086}
@@ -55,6 +57,7 @@ _SECTIONS = {
     "influx-writer": "influx_writer",
     "alerting": "alerting",
     "kafka-lag": "kafka_lag",
+    "downsampler": "downsampler",
     "actuator": "actuator",
 }
 DEMO_COMMAND = ("f2", "set_setpoint", {"celsius": 12.0})
@@ -205,6 +208,7 @@ class DemoStack:
         self.scraper: MetricsScraper | None = None
         self.info: DemoInfo | None = None
         self.restart_policy = RestartPolicy()
+        self._downsampler_token = ""
 
     # --- start ----------------------------------------------------------------------------------------------
 
@@ -216,10 +220,11 @@ class DemoStack:
             report("starting Kafka, Mosquitto and InfluxDB (native)")
             endpoints = self.native.start()
             timings["servers_s"] = time.monotonic() - started
-            report("creating Kafka topics and provisioning InfluxDB (buckets, downsampling task, tokens)")
+            report("creating Kafka topics and provisioning InfluxDB (buckets, tokens)")
             kafka = KafkaSettings(bootstrap_servers=endpoints.kafka.bootstrap_servers)
             create_topics(kafka, TopicLayout())
             tokens = self._influx_init(endpoints)
+            self._downsampler_token = tokens["INFLUX_DOWNSAMPLER_TOKEN"]
             actuator_token = self._actuator_token()
             self.info = DemoInfo(
                 run_dir=self.run_dir,
@@ -323,6 +328,11 @@ class DemoStack:
             process = self._service(name, telestack_argv(name), {**self._env(info, influx=influx), **extra})
             process.start()
             self.services.append(process)
+        # Raw → 1-minute aggregates, one window at a time, with its own token (reads raw, writes downsampled).
+        env = {**self._env(info, influx=True), env_name("influx", "token"): self._downsampler_token}
+        process = self._service("downsampler", telestack_argv("downsample"), env)
+        process.start()
+        self.services.append(process)
 
     def _start_simulators(self, info: DemoInfo) -> None:
         from telestack.simulators.vehicle import SimulatorOptions

@@ -1,5 +1,6 @@
-"""``telestack influx-init``: create (or bring up to date) the raw and downsampled buckets, the downsampling
-task and the scoped tokens. Needs the operator token in ``TELESTACK_INFLUX__TOKEN``; idempotent."""
+"""``telestack influx-init``: create (or bring up to date) the raw and downsampled buckets and the scoped tokens,
+and delete the downsampling task earlier versions created. Needs the operator token in ``TELESTACK_INFLUX__TOKEN``;
+idempotent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
-from telestack.influx_writer.influx_http import InfluxHttp
+from telestack.core.influx_http import InfluxHttp
 from telestack.influx_writer.provisioning import Provisioner, ProvisionResult
 from telestack.influx_writer.settings import InfluxToolSettings
 
@@ -21,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--tokens-file",
         type=Path,
         default=None,
-        help="write the scoped tokens there as INFLUX_WRITER_TOKEN=... and INFLUX_READ_TOKEN=... (mode 0600)",
+        help="write the scoped tokens there as INFLUX_WRITER_TOKEN=..., INFLUX_READ_TOKEN=... and "
+        "INFLUX_DOWNSAMPLER_TOKEN=... (mode 0600)",
     )
     add_settings_arguments(parser, InfluxToolSettings)
 
@@ -35,6 +37,7 @@ def write_tokens_file(path: Path, result: ProvisionResult) -> None:
             "# written by telestack influx-init: tokens scoped to the telestack buckets\n"
             f"INFLUX_WRITER_TOKEN={result.writer_token}\n"
             f"INFLUX_READ_TOKEN={result.reader_token}\n"
+            f"INFLUX_DOWNSAMPLER_TOKEN={result.downsampler_token}\n"
         )
     tmp.replace(path)
 
@@ -49,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.tokens_file is not None:
         write_tokens_file(args.tokens_file, result)
     out = sys.stdout
-    for change in result.changes or ["nothing to change: buckets, task and tokens are up to date"]:
+    for change in result.changes or ["nothing to change: buckets and tokens are up to date"]:
         out.write(f"{change}\n")
     buckets = ", ".join(f"{name} ({bucket_id})" for name, bucket_id in result.buckets.items())
-    out.write(f"buckets: {buckets}; task {result.task_id}\n")
+    out.write(f"buckets: {buckets}\n")
     if args.tokens_file is not None:
         out.write(f"tokens written to {args.tokens_file}\n")
     return 0

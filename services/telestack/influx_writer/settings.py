@@ -1,7 +1,7 @@
 """Settings of the influx-writer service and of its tools (``influx-init``, ``export``, ``import``).
 
 One YAML section, ``influx_writer``, holds the writer's options and, under ``storage``, the long-term
-storage layout that ``telestack influx-init`` provisions (buckets, downsampling task, tokens)::
+storage layout that ``telestack influx-init`` provisions (buckets, tokens) and ``telestack downsample`` fills::
 
     influx_writer:
       batch_lines: 5000
@@ -19,6 +19,8 @@ from telestack.core.durations import duration_seconds, duration_text
 from telestack.core.settings import HttpSettings, InfluxSettings, Section, TelestackSettings
 
 __all__ = [
+    "DownsamplerOptions",
+    "DownsamplerSettings",
     "InfluxToolSettings",
     "StorageOptions",
     "WriterOptions",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 WRITER_PORT = 9103
+DOWNSAMPLER_PORT = 9106
 
 
 def _check_duration(value: str, *, forever_ok: bool) -> str:
@@ -48,18 +51,35 @@ class StorageOptions(Section):
     downsample_window: str = Field(
         "1m", description="aggregation window: one mean/min/max/count per numeric field and window"
     )
-    downsample_every: str = Field("1m", description="how often the downsampling task runs")
+    downsample_every: str = Field(
+        "1m", description="how often telestack downsample looks for closed windows (it never overlaps itself)"
+    )
     downsample_offset: str = Field(
-        "30s", description="delay after each run's time, so points up to this late are included"
+        "30s", description="how long after its end a window is first aggregated (points up to this late are in it)"
+    )
+    downsample_late_windows: int = Field(
+        5,
+        ge=0,
+        le=1440,
+        description="each window is aggregated again this many windows later, with the points that came late "
+        "(later ones stay raw-only until telestack downsample --redo); 0: aggregated once",
     )
     downsample_lookback: str = Field(
-        "5m",
-        description="how far back a run catches up after missed runs; a window is aggregated once, "
-        "downsample_offset after its end (later points stay raw only)",
+        "1h", description="where the first run starts, back from now, when the downsampled bucket has no watermark"
     )
-    task_name: str = Field("telestack-downsample", description="name of the InfluxDB downsampling task")
+    downsample_catchup: str = Field(
+        "7d", description="after the downsampler was stopped, how far back it catches up at most"
+    )
+    task_name: str = Field(
+        "telestack-downsample",
+        description="name of the InfluxDB task earlier versions created; influx-init deletes it",
+    )
     writer_token_description: str = Field(
         "telestack influx-writer: write raw telemetry", description="description of the writer's scoped token"
+    )
+    downsampler_token_description: str = Field(
+        "telestack downsample: read raw, write downsampled telemetry",
+        description="description of the downsampler's scoped token",
     )
     reader_token_description: str = Field(
         "telestack readers: read raw and downsampled telemetry",
@@ -71,7 +91,9 @@ class StorageOptions(Section):
     def _retention(cls, value: str) -> str:
         return _check_duration(value, forever_ok=True)
 
-    @field_validator("downsample_window", "downsample_every", "downsample_offset", "downsample_lookback")
+    @field_validator(
+        "downsample_window", "downsample_every", "downsample_offset", "downsample_lookback", "downsample_catchup"
+    )
     @classmethod
     def _positive(cls, value: str) -> str:
         if value == "0s":
@@ -122,3 +144,25 @@ class InfluxToolSettings(TelestackSettings):
 
     influx: InfluxSettings = Field(default_factory=lambda: InfluxSettings())
     influx_writer: WriterOptions = Field(default_factory=lambda: WriterOptions())
+
+
+class DownsamplerOptions(Section):
+    """The ``downsampler`` section: how ``telestack downsample`` runs (what: ``influx_writer.storage``)."""
+
+    query_timeout_s: float = Field(
+        300.0, gt=0, description="how long one window's aggregation query may take before it is retried, s"
+    )
+    retry_initial_ms: int = Field(500, ge=1, description="first delay before retrying a failed query, ms")
+    retry_max_ms: int = Field(30_000, ge=1, description="cap of the exponential retry delay, ms")
+    max_window_attempts: int = Field(
+        3, ge=1, description="a window InfluxDB refuses this many times is skipped (logged, counted)"
+    )
+    http: HttpSettings = Field(
+        default_factory=lambda: HttpSettings(port=DOWNSAMPLER_PORT), description="/healthz and /metrics"
+    )
+
+
+class DownsamplerSettings(InfluxToolSettings):
+    """Everything ``telestack downsample`` reads."""
+
+    downsampler: DownsamplerOptions = Field(default_factory=lambda: DownsamplerOptions())
