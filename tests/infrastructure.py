@@ -118,7 +118,7 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
                 "printf 'allow_anonymous false\\npassword_file /tmp/passwd\\npersistence true\\n"
                 "persistence_location /tmp/\\nlistener 1883\\nlistener 1884\\nuse_username_as_clientid true\\n"
                 # as the native broker and compose: an offline persistent session keeps this many QoS 1 messages
-                "max_queued_messages 100000\\nmax_inflight_messages 100\\n'"
+                "max_queued_messages 1000000\\nmax_queued_bytes 536870912\\nmax_inflight_messages 100\\n'"
                 " > /tmp/m.conf && exec mosquitto -c /tmp/m.conf",
             ]
         )

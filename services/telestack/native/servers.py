@@ -325,7 +325,8 @@ class MosquittoServer(NativeServer):
                     "persistence true",
                     f"persistence_location {self.datadir}/",
                     "autosave_interval 10",
-                    "max_queued_messages 100000",
+                    "max_queued_messages 1000000",  # as mosquitto/mosquitto.conf: ~30 min of Kafka outage
+                    "max_queued_bytes 536870912",
                     "max_inflight_messages 100",
                     "set_tcp_nodelay true",  # without it an MQTT request/reply waits ~40 ms on Nagle
                     "log_dest stderr",
