@@ -290,3 +290,35 @@ def test_downsample_command_once(
     assert main(argv) == 0
     assert re.search(r"aggregated (9|10) new windows", capsys.readouterr().out)
     assert layout.downsampled(start, start + 3 * W) == pytest.approx(_whole_range(layout, start, start + 3 * W))
+
+
+def test_only_numeric_fields_are_aggregated_and_new_fields_are_picked_up(layout: Layout) -> None:
+    """Strings and booleans next to numbers (a field numeric in one measurement and a string in another): exactly
+    the numeric aggregates, no error. A numeric field first seen in a later window is aggregated from there on."""
+    lines = []
+    values: dict[tuple[str, str, int], list[float]] = {}
+    for i in range(6):
+        t = T0 + i * 10
+        lines.append(f'env,dev=d0 temp={20 + i}.5,code="E{i}",ok=true {t * 10**9}')
+        lines.append(f'log,dev=d0 temp="hot",level={i}i {t * 10**9}')
+        values.setdefault(("temp", "d0", T0), []).append(20 + i + 0.5)
+        values.setdefault(("level", "d0", T0), []).append(i)
+    # The second window: a new numeric field, and a new series of a known one.
+    for i in range(3):
+        t = T0 + W + i * 10
+        lines.append(f"env,dev=d1 temp=1{i}.0,volts={i}u {t * 10**9}")
+        values.setdefault(("temp", "d1", T0 + W), []).append(10 + i)
+        values.setdefault(("volts", "d1", T0 + W), []).append(i)
+    layout.write(lines)
+    layout.now = T0 + 2 * W + OFFSET
+    downsampler = layout.downsampler()
+    assert downsampler.run_pass().new == [T0, T0 + W]
+    got = layout.downsampled(T0, T0 + 2 * W)
+    assert got == pytest.approx(_aggregates(values))
+    rows = flux_rows(
+        layout.settings,
+        f'from(bucket: "{layout.storage.downsampled_bucket}") |> range(start: {T0}, stop: {T0 + 2 * W})'
+        ' |> filter(fn: (r) => r._field == "temp_mean")',
+    )
+    assert {(row["_measurement"], row["dev"]) for row in rows} == {("env", "d0"), ("env", "d1")}
+    assert downsampler.numeric_pairs == {("env", "temp"), ("log", "level"), ("env", "volts")}
