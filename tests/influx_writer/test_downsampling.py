@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from telestack.cli import main
 from telestack.core.backoff import Backoff
@@ -73,6 +74,10 @@ class Layout:
             f' |> filter(fn: (r) => r._measurement != "{WATERMARK_MEASUREMENT}")',
         )
         return {(row["_field"], row["dev"], _seconds(row["_time"])): float(row["_value"]) for row in rows}
+
+
+def _refused() -> float:
+    return REGISTRY.get_sample_value("telestack_downsample_query_failures_total", {"kind": "refused"}) or 0.0
 
 
 def _seconds(rfc3339: str) -> int:
@@ -322,3 +327,27 @@ def test_only_numeric_fields_are_aggregated_and_new_fields_are_picked_up(layout:
     )
     assert {(row["_measurement"], row["dev"]) for row in rows} == {("env", "d0"), ("env", "d1")}
     assert downsampler.numeric_pairs == {("env", "temp"), ("log", "level"), ("env", "volts")}
+
+
+def test_a_field_whose_type_changes_between_shards_is_aggregated_where_numeric(layout: Layout) -> None:
+    """A field numeric in one window and a string in a later one (a new shard accepts the new type): the pairs
+    learnt from the first window cost the second one a single refused query, not a skipped window."""
+    boundary = T0 - T0 % 86400  # the raw bucket (30 d) has shard groups of 1 day, aligned on UTC midnight
+    layout.write(
+        [
+            f"env,dev=d0 x=1.5,y=2i {(boundary - 30) * 10**9}",
+            f"env,dev=d0 x=2.5,y=4i {(boundary - 20) * 10**9}",
+            f'env,dev=d0 x="text",y=6i {(boundary + 10) * 10**9}',
+        ]
+    )
+    layout.now = T0 + W
+    downsampler = layout.downsampler()
+    refused_before = _refused()
+    assert downsampler.redo(boundary - W, boundary + W) == [boundary - W, boundary]
+    expected = _aggregates(
+        {("x", "d0", boundary - W): [1.5, 2.5], ("y", "d0", boundary - W): [2, 4], ("y", "d0", boundary): [6]}
+    )
+    assert layout.downsampled(boundary - W, boundary + W) == pytest.approx(expected)
+    assert downsampler.numeric_pairs == {("env", "y")}
+    # The second window's first query aggregated x as a number (InfluxDB refuses it): one retry, after a look.
+    assert _refused() == refused_before + 1

@@ -24,7 +24,9 @@ the previous one has ended (it ignores ``concurrency``): with a slow disk they p
   pairs are numeric is learnt from a pushed-down ``first()`` per series (one row per series) in the same request,
   and remembered: a numeric field not seen before costs one more query of its window. Strings and booleans are
   never aggregated (a field that is a string in one measurement and a number in another is aggregated where it
-  is a number). Earlier versions filtered every row with ``types.isNumeric``, which kept the aggregation in Flux:
+  is a number). A field whose type changed (a new shard, usually a new day) makes its window's first query
+  refused once (a pushed-down mean of strings): the pairs are forgotten, and the retry looks again first.
+  Earlier versions filtered every row with ``types.isNumeric``, which kept the aggregation in Flux:
   on the 30-minute demo (~390,000 points a minute, loaded 2-core machine) one window took over 300 s. On a
   demo-sized window written to the test InfluxDB 2.7 (400,400 points in 550 series, 4 measurements, a string
   field in 2; 2026-11-30, machine shared with a CI run, noisy figures), the per-row query took 35-46 s (3 runs)
