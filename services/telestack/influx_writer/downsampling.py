@@ -177,7 +177,13 @@ union(
 def read_series_types(rows: Iterable[list[str]]) -> dict[tuple[str, str], bool]:
     """(measurement, field) → numeric (every series of it a float, integer or unsigned), from `series_flux` rows.
 
-    Other results of the same response (the aggregates written) are skipped.
+    Other results of the same response (the aggregates written) are skipped. An error table (a query that
+    failed after its first rows were sent, with status 200) raises `InfluxError`, as an error status does.
+
+    >>> read_series_types([["#datatype", "string", "string"], ["", "error", "reference"], ["", "boom", ""]])
+    Traceback (most recent call last):
+    ...
+    telestack.core.errors.InfluxError: InfluxDB query failed: boom
     """
     numeric: dict[tuple[str, str], bool] = {}
     datatypes: list[str] = []
@@ -194,6 +200,8 @@ def read_series_types(rows: Iterable[list[str]]) -> dict[tuple[str, str], bool]:
             continue
         elif header is None:
             header = row
+        elif "error" in header and "result" not in header:  # a query failing mid-stream: an error table
+            raise InfluxError(f"InfluxDB query failed: {row[header.index('error')]}", status=200)
         elif (row[header.index("result")] or defaults[header.index("result")]) == SERIES_RESULT:
             pair = (row[header.index("_measurement")], row[header.index("_field")])
             is_numeric = datatypes[header.index("_value")] in NUMERIC_TYPES
