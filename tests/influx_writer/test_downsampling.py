@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from telestack.cli import main
 from telestack.core.backoff import Backoff
@@ -73,6 +74,10 @@ class Layout:
             f' |> filter(fn: (r) => r._measurement != "{WATERMARK_MEASUREMENT}")',
         )
         return {(row["_field"], row["dev"], _seconds(row["_time"])): float(row["_value"]) for row in rows}
+
+
+def _refused() -> float:
+    return REGISTRY.get_sample_value("telestack_downsample_query_failures_total", {"kind": "refused"}) or 0.0
 
 
 def _seconds(rfc3339: str) -> int:
@@ -290,3 +295,59 @@ def test_downsample_command_once(
     assert main(argv) == 0
     assert re.search(r"aggregated (9|10) new windows", capsys.readouterr().out)
     assert layout.downsampled(start, start + 3 * W) == pytest.approx(_whole_range(layout, start, start + 3 * W))
+
+
+def test_only_numeric_fields_are_aggregated_and_new_fields_are_picked_up(layout: Layout) -> None:
+    """Strings and booleans next to numbers (a field numeric in one measurement and a string in another): exactly
+    the numeric aggregates, no error. A numeric field first seen in a later window is aggregated from there on."""
+    lines = []
+    values: dict[tuple[str, str, int], list[float]] = {}
+    for i in range(6):
+        t = T0 + i * 10
+        lines.append(f'env,dev=d0 temp={20 + i}.5,code="E{i}",ok=true {t * 10**9}')
+        lines.append(f'log,dev=d0 temp="hot",level={i}i {t * 10**9}')
+        values.setdefault(("temp", "d0", T0), []).append(20 + i + 0.5)
+        values.setdefault(("level", "d0", T0), []).append(i)
+    # The second window: a new numeric field, and a new series of a known one.
+    for i in range(3):
+        t = T0 + W + i * 10
+        lines.append(f"env,dev=d1 temp=1{i}.0,volts={i}u {t * 10**9}")
+        values.setdefault(("temp", "d1", T0 + W), []).append(10 + i)
+        values.setdefault(("volts", "d1", T0 + W), []).append(i)
+    layout.write(lines)
+    layout.now = T0 + 2 * W + OFFSET
+    downsampler = layout.downsampler()
+    assert downsampler.run_pass().new == [T0, T0 + W]
+    got = layout.downsampled(T0, T0 + 2 * W)
+    assert got == pytest.approx(_aggregates(values))
+    rows = flux_rows(
+        layout.settings,
+        f'from(bucket: "{layout.storage.downsampled_bucket}") |> range(start: {T0}, stop: {T0 + 2 * W})'
+        ' |> filter(fn: (r) => r._field == "temp_mean")',
+    )
+    assert {(row["_measurement"], row["dev"]) for row in rows} == {("env", "d0"), ("env", "d1")}
+    assert downsampler.numeric_pairs == {("env", "temp"), ("log", "level"), ("env", "volts")}
+
+
+def test_a_field_whose_type_changes_between_shards_is_aggregated_where_numeric(layout: Layout) -> None:
+    """A field numeric in one window and a string in a later one (a new shard accepts the new type): the pairs
+    learnt from the first window cost the second one a single refused query, not a skipped window."""
+    boundary = T0 - T0 % 86400  # the raw bucket (30 d) has shard groups of 1 day, aligned on UTC midnight
+    layout.write(
+        [
+            f"env,dev=d0 x=1.5,y=2i {(boundary - 30) * 10**9}",
+            f"env,dev=d0 x=2.5,y=4i {(boundary - 20) * 10**9}",
+            f'env,dev=d0 x="text",y=6i {(boundary + 10) * 10**9}',
+        ]
+    )
+    layout.now = T0 + W
+    downsampler = layout.downsampler()
+    refused_before = _refused()
+    assert downsampler.redo(boundary - W, boundary + W) == [boundary - W, boundary]
+    expected = _aggregates(
+        {("x", "d0", boundary - W): [1.5, 2.5], ("y", "d0", boundary - W): [2, 4], ("y", "d0", boundary): [6]}
+    )
+    assert layout.downsampled(boundary - W, boundary + W) == pytest.approx(expected)
+    assert downsampler.numeric_pairs == {("env", "y")}
+    # The second window's first query aggregated x as a number (InfluxDB refuses it): one retry, after a look.
+    assert _refused() == refused_before + 1

@@ -19,13 +19,19 @@ the previous one has ended (it ignores ``concurrency``): with a slow disk they p
 - **Bounded retries**: while InfluxDB is down or slow, the same window is retried with capped exponential backoff
   (the downsampler waits for InfluxDB, as the writer does); a window InfluxDB refuses (a field whose type changed,
   a permission) is tried ``max_window_attempts`` times, then skipped with an error log and a metric.
-
-Known limit (the 30-minute demo of issue 13's chaos table, 2026-11-30): the ``types.isNumeric`` row filter keeps
-InfluxDB from pushing the aggregates down to its storage engine, so a window is aggregated row by row in Flux. With
-the demo's ~390,000 points a minute on a loaded 2-core machine, one window took over 300 s (a pushed-down count of
-the same minute: 15 s): the downsampler never overlapped itself and InfluxDB stayed under 500 MB, but it fell
-behind. Next step: aggregate numeric fields with pushed-down ``aggregateWindow`` calls (strings told apart once
-per field, not per row).
+- **Pushed down to the storage engine**: each aggregate (mean, min, max, count) reads the window through an
+  equality filter on the numeric (measurement, field) pairs, which InfluxDB computes in its storage engine. Which
+  pairs are numeric is learnt from a pushed-down ``first()`` per series (one row per series) in the same request,
+  and remembered: a numeric field not seen before costs one more query of its window. Strings and booleans are
+  never aggregated (a field that is a string in one measurement and a number in another is aggregated where it
+  is a number). A field whose type changed (a new shard, usually a new day) makes its window's first query
+  refused once (a pushed-down mean of strings): the pairs are forgotten, and the retry looks again first.
+  Earlier versions filtered every row with ``types.isNumeric``, which kept the aggregation in Flux:
+  on the 30-minute demo (~390,000 points a minute, loaded 2-core machine) one window took over 300 s. On a
+  demo-sized window written to the test InfluxDB 2.7 (400,400 points in 550 series, 4 measurements, a string
+  field in 2; 2026-11-30, machine shared with a CI run, noisy figures), the per-row query took 35-46 s (3 runs)
+  and this one 0.9-2.2 s (9 runs; same data, same server, same points written; Flux's profiler shows 5
+  ``readWindowAggregateSource`` operators and no Flux-side filter or window).
 
 >>> plan_windows(watermark_s=600, now_s=755, window_s=60, offset_s=30, late_windows=5)
 ([300, 360], [600, 660])
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +62,8 @@ __all__ = [
     "Downsampler",
     "PassResult",
     "plan_windows",
+    "read_series_types",
+    "series_flux",
     "window_flux",
 ]
 
@@ -63,6 +71,9 @@ __all__ = [
 AGGREGATES = {"_mean": "mean", "_min": "min", "_max": "max", "_count": "count"}
 WATERMARK_MEASUREMENT = "telestack_downsample"
 WATERMARK_FIELD = "until_s"
+SERIES_RESULT = "series"  # the yield naming each series' first point (its type)
+AGGREGATES_RESULT = "aggregates"
+NUMERIC_TYPES = frozenset({"double", "long", "unsignedLong"})  # what `types.isNumeric` accepts
 
 _PREFIX = "telestack_downsample"
 WINDOWS = Counter(f"{_PREFIX}_windows", "windows aggregated, by pass (first, late, redo)", ["pass"])
@@ -86,26 +97,66 @@ def _rfc3339(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def window_flux(*, raw_bucket: str, downsampled_bucket: str, start_s: int, window_s: int) -> str:
+def series_flux(*, raw_bucket: str, start_s: int, window_s: int) -> str:
+    """The first point of every series in a window (pushed down to the storage engine: one row per series).
+
+    Its ``_value`` column's type tells numeric (measurement, field) pairs from strings and booleans, without
+    looking at every row.
+    """
+    return (
+        f"from(bucket: {_flux_string(raw_bucket)})\n"
+        f"    |> range(start: {_rfc3339(start_s)}, stop: {_rfc3339(start_s + window_s)})\n"
+        "    |> first()\n"
+        f'    |> yield(name: "{SERIES_RESULT}")\n'
+    )
+
+
+def _pairs_predicate(pairs: Iterable[tuple[str, str]]) -> str:
+    """``r._measurement == m and (r._field == f or ...) or ...``: equality only, so InfluxDB pushes it down."""
+    by_measurement: dict[str, list[str]] = {}
+    for measurement, field_key in sorted(set(pairs)):
+        by_measurement.setdefault(measurement, []).append(field_key)
+    return " or ".join(
+        f"(r._measurement == {_flux_string(measurement)} and ("
+        + " or ".join(f"r._field == {_flux_string(f)}" for f in fields)
+        + "))"
+        for measurement, fields in by_measurement.items()
+    )
+
+
+def window_flux(
+    *,
+    raw_bucket: str,
+    downsampled_bucket: str,
+    start_s: int,
+    window_s: int,
+    pairs: Iterable[tuple[str, str]] = (),
+    with_series: bool = False,
+) -> str:
     """The Flux query that aggregates one window ``[start_s, start_s + window_s)`` into the downsampled bucket.
 
-    Mean, min, max and count of every numeric field, per series; points carry the window's start time. ``to()``
+    Mean, min, max and count of the numeric fields `pairs` ((measurement, field)), per series; points carry the
+    window's start time. Each aggregate reads the window with an equality filter of its own, so InfluxDB computes
+    it in its storage engine (a per-row type filter would make Flux aggregate every row itself). With
+    `with_series`, the same request also returns `series_flux` (the next windows' numeric fields). ``to()``
     names no organization: it writes into the query's own (a token scoped to buckets cannot look one up by name).
 
-    >>> flux = window_flux(raw_bucket="raw", downsampled_bucket="ds", start_s=60, window_s=60)
+    >>> flux = window_flux(raw_bucket="raw", downsampled_bucket="ds", start_s=60, window_s=60, pairs=[("m", "f")])
     >>> "range(start: 1970-01-01T00:01:00Z, stop: 1970-01-01T00:02:00Z)" in flux
     True
+    >>> 'filter(fn: (r) => (r._measurement == "m" and (r._field == "f")))' in flux
+    True
     """
-    branches = ",\n".join(
-        f"    raw |> aggregate(fn: {fn}, suffix: {_flux_string(suffix)})" for suffix, fn in AGGREGATES.items()
-    )
-    return f"""import "types"
-
-raw = from(bucket: {_flux_string(raw_bucket)})
+    predicate = _pairs_predicate(pairs)
+    parts = []
+    if predicate:
+        branches = ",\n".join(
+            f"        aggregate(fn: {fn}, suffix: {_flux_string(suffix)})" for suffix, fn in AGGREGATES.items()
+        )
+        parts.append(
+            f"""aggregate = (fn, suffix) => from(bucket: {_flux_string(raw_bucket)})
     |> range(start: {_rfc3339(start_s)}, stop: {_rfc3339(start_s + window_s)})
-    |> filter(fn: (r) => types.isNumeric(v: r._value))
-
-aggregate = (tables=<-, fn, suffix) => tables
+    |> filter(fn: (r) => {predicate})
     |> aggregateWindow(every: {window_s}s, fn: fn, createEmpty: false, timeSrc: "_start")
     |> map(fn: (r) => ({{r with _field: r._field + suffix}}))
 
@@ -115,7 +166,47 @@ union(
     ],
 )
     |> to(bucket: {_flux_string(downsampled_bucket)})
+    |> yield(name: "{AGGREGATES_RESULT}")
 """
+        )
+    if with_series or not predicate:
+        parts.append(series_flux(raw_bucket=raw_bucket, start_s=start_s, window_s=window_s))
+    return "\n".join(parts)
+
+
+def read_series_types(rows: Iterable[list[str]]) -> dict[tuple[str, str], bool]:
+    """(measurement, field) → numeric (every series of it a float, integer or unsigned), from `series_flux` rows.
+
+    Other results of the same response (the aggregates written) are skipped. An error table (a query that
+    failed after its first rows were sent, with status 200) raises `InfluxError`, as an error status does.
+
+    >>> read_series_types([["#datatype", "string", "string"], ["", "error", "reference"], ["", "boom", ""]])
+    Traceback (most recent call last):
+    ...
+    telestack.core.errors.InfluxError: InfluxDB query failed: boom
+    """
+    numeric: dict[tuple[str, str], bool] = {}
+    datatypes: list[str] = []
+    defaults: list[str] = []
+    header: list[str] | None = None
+    for row in rows:
+        if not row or not any(row):
+            header = None
+        elif row[0] == "#datatype":
+            datatypes, header = row, None
+        elif row[0] == "#default":
+            defaults = row
+        elif row[0].startswith("#"):
+            continue
+        elif header is None:
+            header = row
+        elif "error" in header and "result" not in header:  # a query failing mid-stream: an error table
+            raise InfluxError(f"InfluxDB query failed: {row[header.index('error')]}", status=200)
+        elif (row[header.index("result")] or defaults[header.index("result")]) == SERIES_RESULT:
+            pair = (row[header.index("_measurement")], row[header.index("_field")])
+            is_numeric = datatypes[header.index("_value")] in NUMERIC_TYPES
+            numeric[pair] = numeric.get(pair, True) and is_numeric
+    return numeric
 
 
 def plan_windows(
@@ -187,6 +278,8 @@ class Downsampler:
         self.watermark_s: int | None = None  # read from InfluxDB on the first pass
         self.first_s: int | None = None  # the first window ever, when no watermark was found (nothing before it)
         self.last_error: str | None = None
+        # (measurement, field) pairs seen numeric: aggregated in every window (a pair absent from one costs nothing)
+        self.numeric_pairs: set[tuple[str, str]] = set()
         self._should_stop: Callable[[], bool] = lambda: False  # checked between windows (a long catch-up)
 
     # --- the loop -------------------------------------------------------------------------------------------
@@ -291,22 +384,18 @@ class Downsampler:
     # --- one window -----------------------------------------------------------------------------------------
 
     def _aggregate(self, start_s: int) -> bool:
-        """One window's query, retried while InfluxDB is unavailable; False when refused every attempt."""
-        flux = window_flux(
-            raw_bucket=self.raw_bucket,
-            downsampled_bucket=self.storage.downsampled_bucket,
-            start_s=start_s,
-            window_s=self.window_s,
-        )
+        """One window, retried while InfluxDB is unavailable; False when refused every attempt.
+
+        Usually one query: the numeric fields known so far, and each series' type in this window. A numeric
+        field not known yet (the first window, a new field) takes a second query of that window for it.
+        """
         refused = 0
         attempt = 0
         while True:
             started = time.monotonic()
             IN_FLIGHT.inc()
             try:
-                with self.api.query_csv(flux, timeout_s=self.query_timeout_s) as rows:
-                    for _ in rows:
-                        pass
+                self._aggregate_once(start_s)
             except InfluxUnavailableError as exc:
                 FAILURES.labels("unavailable").inc()
                 self._failed(exc, start_s)
@@ -317,6 +406,7 @@ class Downsampler:
             except InfluxError as exc:
                 FAILURES.labels("refused").inc()
                 self._failed(exc, start_s)
+                self.numeric_pairs.clear()  # a field whose type changed: the next attempt looks again first
                 refused += 1
                 if refused >= self.max_window_attempts:
                     SKIPPED.inc()
@@ -337,6 +427,29 @@ class Downsampler:
             QUERY_SECONDS.observe(time.monotonic() - started)
             self.last_error = None
             return True
+
+    def _aggregate_once(self, start_s: int) -> None:
+        known = set(self.numeric_pairs)
+        types = self._query_window(start_s, known, with_series=True)
+        found = {pair for pair, numeric in types.items() if numeric}
+        self.numeric_pairs.difference_update(pair for pair, numeric in types.items() if not numeric)
+        if found - known:
+            self._query_window(start_s, found - known, with_series=False)
+            self.numeric_pairs.update(found)
+
+    def _query_window(
+        self, start_s: int, pairs: set[tuple[str, str]], *, with_series: bool
+    ) -> dict[tuple[str, str], bool]:
+        flux = window_flux(
+            raw_bucket=self.raw_bucket,
+            downsampled_bucket=self.storage.downsampled_bucket,
+            start_s=start_s,
+            window_s=self.window_s,
+            pairs=pairs,
+            with_series=with_series,
+        )
+        with self.api.query_csv(flux, timeout_s=self.query_timeout_s) as rows:
+            return read_series_types(rows)
 
     def _retry(self, call: Callable[[], Any]) -> Any:
         attempt = 0
