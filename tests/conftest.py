@@ -55,6 +55,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.telestack_call_report = report  # type: ignore[attr-defined]  # read by _no_leaked_clients
+    return report
+
+
 def _client_threads() -> Counter[str]:
     """The Kafka and MQTT clients alive in this process, by kind: one librdkafka handle has one `rdk:main` thread
     (native, so read from /proc), one paho client with its loop running one `paho-mqtt-client-*` thread."""
@@ -81,6 +89,9 @@ def _no_leaked_clients(request: pytest.FixtureRequest) -> Iterator[None]:
     """
     before = _client_threads()
     yield
+    call = getattr(request.node, "telestack_call_report", None)
+    if call is not None and call.failed:
+        return  # its traceback still holds the test's objects; the failure is what to read first
     if _client_threads() - before:
         funcargs = getattr(request.node, "funcargs", {})
         for name in [name for name in funcargs if name != "_no_leaked_clients"]:

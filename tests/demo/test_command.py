@@ -130,7 +130,7 @@ def test_up_then_down_from_another_terminal(demo: Demo) -> None:
     )
     assert status.returncode == 0 and "EXITED" not in status.stdout, status.stdout
     pids = _pids(demo.run_dir)
-    assert len(pids) == 13  # 6 services, 4 simulators, 3 servers
+    assert len(pids) == 14  # 7 services (the downsampler among them), 4 simulators, 3 servers
     _the_printed_environment_makes_tokens_the_actuator_knows(demo)
     down = demo.down()
     assert down.returncode == 0, down.stderr
