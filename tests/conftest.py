@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from telestack.core.kafka import ensure_topics
 from telestack.core.settings import InfluxSettings, KafkaSettings, MqttSettings
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
+from telestack.native.servers import KafkaServer
 from tests.infrastructure import choose_backend, docker_servers, native_servers
 
 # Fixtures that start a server (the session's, or one of the test's own), and tools built by `make setup`:
@@ -150,6 +151,17 @@ def mqtt(endpoints: Endpoints) -> MqttEndpoint:
 @pytest.fixture(scope="session")
 def influx(endpoints: Endpoints) -> InfluxEndpoint:
     return endpoints.influx
+
+
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[KafkaServer]:
+    """A native Kafka broker of the test's own (it may kill it, or needs what the shared one may lack)."""
+    server = KafkaServer(tmp_path / "kafka")
+    server.install()
+    server.start()
+    server.wait_ready(120)
+    yield server
+    server.kill()  # a throw-away server: no need to wait for a clean shutdown
 
 
 @pytest.fixture

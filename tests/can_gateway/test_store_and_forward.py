@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import can
-import pytest
 
 from telestack.can_gateway.rawframes import decode_raw
 from telestack.core.kafka import Record, ensure_topics
@@ -20,16 +19,6 @@ from telestack.core.settings import KafkaSettings
 from telestack.native.servers import KafkaServer
 from tests.can_gateway.conftest import RunningGateway, consume, gateway_settings
 from tests.polling import wait_until
-
-
-@pytest.fixture
-def own_kafka(tmp_path: Path) -> Iterator[KafkaServer]:
-    server = KafkaServer(tmp_path / "kafka")
-    server.install()
-    server.start()
-    server.wait_ready(120)
-    yield server
-    server.kill()  # a throw-away server: no need to wait for a clean shutdown
 
 
 def _first_seen(counters: list[int]) -> list[int]:

@@ -673,4 +673,30 @@ def ensure_topics(
             if exc.args and exc.args[0].code() == confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise KafkaError(f"cannot create topic {name}: {exc}") from exc
+    _wait_visible(admin, {t.topic: t.num_partitions for t in wanted}, timeout_s)
     return created
+
+
+def _wait_visible(admin: Any, topics: Mapping[str, int], timeout_s: float) -> None:
+    """Until the broker's metadata shows each topic with its partitions: the controller confirms a creation before
+    every broker applies it, and a reader asking meanwhile is told the topic does not exist."""
+    deadline = time.monotonic() + timeout_s
+    missing = dict(topics)
+    while missing:
+        try:
+            metadata = admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).topics
+        except KafkaException:
+            metadata = {}
+        missing = {
+            name: partitions
+            for name, partitions in missing.items()
+            if name not in metadata or metadata[name].error is not None or len(metadata[name].partitions) < partitions
+        }
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaError(
+                f"topics created but not visible in the brokers' metadata after {timeout_s:.0f} s: "
+                f"{', '.join(sorted(missing))}"
+            )
+        time.sleep(0.05)
