@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(__file__).parent / "composecheck"
 INFRA = {"mosquitto", "kafka", "influxdb", "grafana", "telegraf"}
 JOBS = {"kafka-topics", "influx-init"}
-SERVICES = {"mqtt-bridge", "influx-writer", "alerting", "actuator", "kafka-lag"}
+SERVICES = {"mqtt-bridge", "influx-writer", "downsampler", "alerting", "actuator", "kafka-lag"}
 SIMULATORS = {"simulate-vehicle", "simulate-fermenters", "simulate-energy-meter", "simulate-smart-plug"}
 
 
