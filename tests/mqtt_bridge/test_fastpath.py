@@ -169,3 +169,29 @@ def test_a_publish_whose_topic_overruns_it_is_left_to_paho(
     broker.sendall(bytes((0x32, 5, 0, 16)) + b"abc" + publish_packet("dev/a/report", b"1", mid=2))
     assert client.loop_read() != paho.MQTT_ERR_SUCCESS
     assert received == []
+
+
+def test_the_paho_privates_the_fast_path_overrides_are_still_there() -> None:
+    """The fast path overrides paho internals; pyproject pins the minor version, and this names what broke if not."""
+    import inspect
+
+    for name, parameters in {
+        "_sock_recv": ["self", "bufsize"],
+        "_packet_read": ["self"],
+        "_handle_publish": ["self"],
+    }.items():
+        method = getattr(paho.Client, name, None)
+        assert method is not None, f"paho.Client.{name} is gone: adapt telestack/mqtt_bridge/fastpath.py"
+        assert list(inspect.signature(method).parameters) == parameters, f"paho.Client.{name} changed its signature"
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    for attribute in (
+        "_sock",
+        "_in_packet",
+        "_protocol",
+        "_manual_ack",
+        "_last_bytes_received",
+        "_msgtime_mutex",
+        "_out_packet",
+    ):
+        assert hasattr(client, attribute), f"paho.Client has no {attribute}: adapt telestack/mqtt_bridge/fastpath.py"
+    assert {"command", "packet"} <= set(client._in_packet)
