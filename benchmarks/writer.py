@@ -44,10 +44,10 @@ from pathlib import Path
 import httpx
 
 from benchmarks.telegraf import TelegrafAgent, toml_string
+from telestack.core.annotated_csv import iter_rows
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.settings import InfluxSettings, KafkaSettings
-from telestack.influx_writer.annotated_csv import iter_rows
 from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from telestack.native.stack import shared_or_own_servers

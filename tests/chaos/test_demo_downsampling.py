@@ -17,11 +17,11 @@ import httpx
 import pytest
 from benchmarks.e2e.processes import parse_metrics, usage_of
 
+from telestack.core.annotated_csv import iter_rows
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.settings import InfluxSettings
 from telestack.demo.processes import wait_all_stopped
 from telestack.demo.stack import DemoStack
-from telestack.influx_writer.annotated_csv import iter_rows
 from telestack.influx_writer.downsampling import AGGREGATES, WATERMARK_MEASUREMENT, _pairs_predicate
 from telestack.influx_writer.settings import StorageOptions, duration_seconds
 from tests.chaos.conftest import ChaosSize, record

@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from telestack.cli import main
+from telestack.core.annotated_csv import format_rfc3339_ns
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.lineproto import FieldValue, Point, UInt, format_point
 from telestack.core.settings import InfluxSettings
-from telestack.influx_writer.annotated_csv import format_rfc3339_ns
+from telestack.influx_writer.errors import TransferError
 from telestack.influx_writer.importer import iter_file_points
 from telestack.native import InfluxEndpoint
 
@@ -155,3 +156,12 @@ def test_import_of_an_export_writes_the_same_points(
                 (m, t, f, "int" if kind == "UInt" else kind, int(v) if kind == "UInt" else v, ns)
                 for m, t, f, kind, v, ns in _keys(written)
             }
+
+
+def test_an_import_file_with_a_bad_time_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "points.csv"
+    path.write_text("time,measurement,v\n2023-11-14T22:13:20Z,m,1\n14/11/2023 22:13,m,2\n")
+    points = iter_file_points(path, "csv")
+    assert next(points).time_ns == 1_700_000_000_000_000_000
+    with pytest.raises(TransferError, match=r"points\.csv line 3: unexpected time '14/11/2023 22:13'"):
+        next(points)

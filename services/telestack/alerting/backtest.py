@@ -1,19 +1,22 @@
 """Backtest: run a rule set over stored history and list what would have fired, and when.
 
 `replay` is pure (points in time order → state changes, ticking the engine's clock between points);
-`query_history` reads the points from InfluxDB 2 with one Flux query per run.
+`query_history` reads the points from InfluxDB 2 with one Flux query per run (core's client and CSV reader,
+nanosecond times).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from telestack.alerting.alert import AlertState, StateChange
 from telestack.alerting.engine import AlertEngine
 from telestack.alerting.rules import RuleSet
 from telestack.alerting.templates import format_duration
+from telestack.core.annotated_csv import format_rfc3339_ns, iter_rows
+from telestack.core.influx_http import InfluxHttp
 from telestack.core.lineproto import FieldValue, Point
 from telestack.core.settings import InfluxSettings
 
@@ -57,10 +60,6 @@ def _flux_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _flux_time(t_ns: int) -> str:
-    return datetime.fromtimestamp(t_ns / NS, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def flux_query(ruleset: RuleSet, bucket: str, start_ns: int, stop_ns: int) -> str:
     """One Flux query for every measurement (and field) the rules read, sorted by time."""
     wanted: dict[str, set[str] | None] = {}
@@ -84,7 +83,7 @@ def flux_query(ruleset: RuleSet, bucket: str, start_ns: int, stop_ns: int) -> st
         clauses.append(f"({clause})")
     return (
         f"from(bucket: {_flux_string(bucket)})\n"
-        f"  |> range(start: {_flux_time(start_ns)}, stop: {_flux_time(stop_ns)})\n"
+        f"  |> range(start: {format_rfc3339_ns(start_ns)}, stop: {format_rfc3339_ns(stop_ns)})\n"
         f"  |> filter(fn: (r) => {' or '.join(clauses) or 'false'})\n"
         "  |> group()\n"
         '  |> sort(columns: ["_time"])\n'
@@ -95,34 +94,29 @@ def query_history(
     settings: InfluxSettings, ruleset: RuleSet, start_ns: int, stop_ns: int, bucket: str | None = None
 ) -> Iterator[Point]:
     """The points the rules read between `start_ns` and `stop_ns`, one `Point` per series and timestamp."""
-    from influxdb_client import InfluxDBClient
-
     query = flux_query(ruleset, bucket or settings.bucket, start_ns, stop_ns)
-    with InfluxDBClient(
-        url=settings.url, token=settings.require_token(), org=settings.org, timeout=settings.timeout_ms
-    ) as client:
-        pending: dict[tuple[int, str, tuple[tuple[str, str], ...]], Point] = {}
-        current_t: int | None = None
-        for record in client.query_api().query_stream(query):
-            values = record.values
-            when = values["_time"]
-            t = int(when.timestamp()) * NS + when.microsecond * 1000
-            if current_t is not None and t != current_t:
-                yield from pending.values()
-                pending.clear()
-            current_t = t
-            tags = {
-                k: str(v)
-                for k, v in values.items()
-                if not k.startswith("_") and k not in ("result", "table") and v is not None
-            }
-            key = (t, str(values["_measurement"]), tuple(sorted(tags.items())))
-            point = pending.get(key)
-            if point is None:
-                point = pending[key] = Point(str(values["_measurement"]), tags, {}, t)
-            value: FieldValue = values["_value"]
-            point.fields[str(values["_field"])] = value
-        yield from pending.values()
+    client = InfluxHttp(settings)
+    try:
+        with client.query_csv(query) as reader:
+            pending: dict[tuple[int, str, tuple[tuple[str, str], ...]], Point] = {}
+            current_t: int | None = None
+            for table, row in iter_rows(reader):  # typed cells; `_time` in nanoseconds
+                values = dict(zip(table.columns, row, strict=True))
+                t: int = values["_time"]
+                if current_t is not None and t != current_t:
+                    yield from pending.values()
+                    pending.clear()
+                current_t = t
+                tags = {k: str(v) for k, v in values.items() if not k.startswith("_") and v is not None}
+                key = (t, str(values["_measurement"]), tuple(sorted(tags.items())))
+                point = pending.get(key)
+                if point is None:
+                    point = pending[key] = Point(str(values["_measurement"]), tags, {}, t)
+                value: FieldValue = values["_value"]
+                point.fields[str(values["_field"])] = value
+            yield from pending.values()
+    finally:
+        client.close()
 
 
 def _local(t_ns: int) -> str:

@@ -10,6 +10,7 @@
     ├── InfluxError            InfluxDB answered with an error, or could not be reached
     │   ├── InfluxUnavailableError  5xx, 408, 429, timeout, connection refused: retry later (may carry Retry-After)
     │   ├── InfluxRejectedError     400/413/422: the data itself was refused; carries InfluxDB's error text
+    │   │   └── InfluxQueryError    a Flux query failed, possibly mid-answer (an error table after a 200)
     │   └── InfluxAuthError         401/403: the token is wrong or lacks permission; not retried
     └── ServerError            a native server (Kafka, Mosquitto, InfluxDB) could not be installed or started
 
@@ -23,6 +24,7 @@ __all__ = [
     "DeliveryError",
     "InfluxAuthError",
     "InfluxError",
+    "InfluxQueryError",
     "InfluxRejectedError",
     "InfluxUnavailableError",
     "KafkaError",
@@ -98,6 +100,14 @@ class InfluxRejectedError(InfluxError):
 
     def __init__(self, reason: str, *, status: int) -> None:
         super().__init__(f"InfluxDB rejected the write ({status}): {reason}", status=status)
+        self.reason = reason
+
+
+class InfluxQueryError(InfluxRejectedError):
+    """InfluxDB could not run a Flux query; `reason` is its error text. Running it again as is will not help."""
+
+    def __init__(self, reason: str, *, status: int = 200) -> None:
+        InfluxError.__init__(self, f"InfluxDB could not run the query: {reason}", status=status)
         self.reason = reason
 
 

@@ -22,8 +22,8 @@ from typing import Any, Literal, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from telestack.core.annotated_csv import format_rfc3339_ns, iter_rows
 from telestack.core.influx_http import InfluxHttp
-from telestack.influx_writer.annotated_csv import format_rfc3339_ns, iter_rows
 from telestack.influx_writer.errors import TransferError
 
 __all__ = [

@@ -18,10 +18,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from telestack.core.annotated_csv import parse_rfc3339_ns
 from telestack.core.errors import LineProtocolError
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.lineproto import FieldValue, Point, UInt, format_point
-from telestack.influx_writer.annotated_csv import parse_rfc3339_ns
 from telestack.influx_writer.errors import TransferError
 from telestack.influx_writer.export import METADATA_KEY, FileFormat, Progress
 
@@ -81,12 +81,14 @@ def _csv_points(path: Path, tag_columns: Sequence[str]) -> Iterator[Point]:
             raise TransferError(f"{path}: tag columns {sorted(missing)} are not in the file")
         tags = [(i, name) for i, name in enumerate(header) if name in tag_columns]
         fields = [(i, name) for i, name in enumerate(header[2:], start=2) if name not in tag_columns]
-        for row in reader:
+        for row_no, row in enumerate(reader, start=2):
             point_fields = {name: csv_value(row[i]) for i, name in fields if row[i] != ""}
             if point_fields:
-                yield Point(
-                    row[1], {name: row[i] for i, name in tags if row[i]}, point_fields, parse_rfc3339_ns(row[0])
-                )
+                try:
+                    time_ns = parse_rfc3339_ns(row[0])
+                except ValueError as exc:
+                    raise TransferError(f"{path} line {row_no}: {exc}") from exc
+                yield Point(row[1], {name: row[i] for i, name in tags if row[i]}, point_fields, time_ns)
 
 
 def iter_file_points(path: Path, file_format: FileFormat, tag_columns: Sequence[str] = ()) -> Iterator[Point]:

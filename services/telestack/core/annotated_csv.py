@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from telestack.core.errors import InfluxError, InfluxQueryError
 from telestack.core.lineproto import UInt
-from telestack.influx_writer.errors import TransferError
 
 __all__ = ["Table", "format_rfc3339_ns", "iter_rows", "parse_rfc3339_ns"]
 
@@ -40,7 +40,7 @@ def parse_rfc3339_ns(text: str) -> int:
     (1700000000000000017, 1000000000)
     """
     if not text.endswith("Z") or len(text) < 20:
-        raise TransferError(f"unexpected time {text!r} (expected UTC RFC 3339 such as 2023-11-14T22:13:20Z)")
+        raise ValueError(f"unexpected time {text!r} (expected UTC RFC 3339 such as 2023-11-14T22:13:20Z)")
     seconds = _seconds(text[:19])
     fraction = text[20:-1] if text[19] == "." else ""
     return seconds * 1_000_000_000 + (int(fraction.ljust(9, "0")) if fraction else 0)
@@ -88,7 +88,8 @@ class Table:
 def iter_rows(reader: Iterable[list[str]]) -> Iterator[tuple[Table, list[Any]]]:
     """Each data row with its table's schema; empty cells of non-string columns are None.
 
-    Raises `TransferError` when the answer carries a Flux error (it can arrive mid-stream).
+    Raises `InfluxQueryError` when the answer carries a Flux error (InfluxDB answers 200 and streams an error
+    table when a query fails after its first rows), `InfluxError` when a cell is not of its column's type.
     """
     datatypes: list[str] = []
     groups: list[str] = []
@@ -108,7 +109,7 @@ def iter_rows(reader: Iterable[list[str]]) -> Iterator[tuple[Table, list[Any]]]:
         elif first.startswith("#"):
             continue
         elif error_table:
-            raise TransferError(f"Flux error: {row[1] if len(row) > 1 else row}")
+            raise InfluxQueryError(row[1] if len(row) > 1 else ",".join(row))
         elif table is None:
             columns = row[1:]
             if columns[:1] == ["error"]:
@@ -128,6 +129,9 @@ def iter_rows(reader: Iterable[list[str]]) -> Iterator[tuple[Table, list[Any]]]:
             values: list[Any] = []
             for conv, kind, i in zip(converters, table.datatypes, table_keep, strict=True):
                 text = cells[i] if i < len(cells) else ""
-                values.append(None if text == "" and kind != "string" else conv(text))
+                try:
+                    values.append(None if text == "" and kind != "string" else conv(text))
+                except ValueError as exc:
+                    raise InfluxError(f"unreadable {kind} {text!r} in InfluxDB's answer: {exc}") from exc
             yield table, values
     return
