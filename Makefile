@@ -74,7 +74,7 @@ test-repeat: setup ## flake hunt: N runs (default 20) of a selection K=<pytest -
 	done; \
 	echo "[test-repeat] $$passed/$$runs runs passed: -k '$(K)'"; test $$passed -eq $$runs
 
-test-unit: venv ## the tests that need no server, no built tool and no long campaign, on every core (under a minute)
+test-unit: venv ## the tests that need no server, no built oracle and no long campaign, on every core
 	@$(VENV)/bin/pytest -m "not integration and not oracle and not slow" -n auto --durations=10 $(PYTEST_ARGS)
 
 lint: venv ## ruff (style, bugs, no print) and mypy
