@@ -74,8 +74,8 @@ test-repeat: setup ## flake hunt: N runs (default 20) of a selection K=<pytest -
 	done; \
 	echo "[test-repeat] $$passed/$$runs runs passed: -k '$(K)'"; test $$passed -eq $$runs
 
-test-unit: venv ## only the tests that need no server, on every core (pytest-xdist)
-	@$(VENV)/bin/pytest -m "not integration" -n auto --durations=10 $(PYTEST_ARGS)
+test-unit: venv ## the tests that need no server, no built oracle and no long campaign, on every core
+	@$(VENV)/bin/pytest -m "not integration and not oracle and not slow" -n auto --durations=10 $(PYTEST_ARGS)
 
 lint: venv ## ruff (style, bugs, no print) and mypy
 	@$(VENV)/bin/ruff check services tests benchmarks

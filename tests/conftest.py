@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -27,6 +29,7 @@ from telestack.core.settings import InfluxSettings, KafkaSettings, MqttSettings
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
 from telestack.native.servers import KafkaServer
 from tests.infrastructure import choose_backend, docker_servers, native_servers
+from tests.unit_tier import UnitTierGuard
 
 # Fixtures that start a server (the session's, or one of the test's own), and tools built by `make setup`:
 # a test using one is an integration test, whatever its module.
@@ -46,7 +49,12 @@ SERVER_FIXTURES = {
     "telegraf",
 }
 # Modules whose tests start servers themselves (a whole demo, a broker of their own) or need a built tool.
-SERVER_MODULES = ("tests/demo/test_command.py", "tests/native/test_servers.py", "tests/stack/test_telegraf.py")
+SERVER_MODULES = (
+    "tests/demo/test_command.py",
+    "tests/native/test_servers.py",
+    "tests/stack/test_mosquitto.py",  # Mosquitto from mosquitto/entrypoint.sh, a broker per module (or per test)
+    "tests/stack/test_telegraf.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,9 +64,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+_unit_tier: UnitTierGuard | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _unit_tier
+    _unit_tier = UnitTierGuard(Path(tempfile.mkdtemp(prefix="telestack-unit-tier-")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _unit_tier is not None:
+        shutil.rmtree(_unit_tier.stand_ins.parent, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """A test not marked integration starts no server, in its fixtures either (see tests/unit_tier.py)."""
+    if _unit_tier is None or item.get_closest_marker("integration") is not None:
+        return (yield)
+    _unit_tier.start()
+    try:
+        return (yield)
+    finally:
+        _unit_tier.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Setup and call are watched, not teardown: a module's or the session's servers may stop after a unit test."""
+    if _unit_tier is not None:
+        _unit_tier.stop()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     report = yield
+    if _unit_tier is not None and _unit_tier.active and (started := _unit_tier.take_started()):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{report.longrepr or ''}\nunit tier: this test, not marked integration, started {', '.join(started)}: "
+            "mark it (pytest.mark.integration, or SERVER_FIXTURES / SERVER_MODULES in tests/conftest.py)"
+        )
     if report.when == "call":
         item.telestack_call_report = report  # type: ignore[attr-defined]  # read by _no_leaked_clients
     return report

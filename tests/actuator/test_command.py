@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from telestack.actuator.tokens import TokenStore
@@ -18,6 +19,8 @@ from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from tests.actuator.conftest import Devices, registry_yaml
 from tests.polling import wait_until
+
+pytestmark = pytest.mark.integration  # every test starts the actuator service in a process of its own
 
 
 def _config(tmp_path: Path, port: int, unique: str, **actuator: object) -> Path:

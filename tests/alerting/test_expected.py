@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,10 +14,10 @@ from telestack.alerting.errors import RuleError
 from telestack.alerting.expected import expected_devices, load_expected, partition_of
 from telestack.alerting.rules import parse_rules
 from telestack.alerting.state_store import MemoryStateStore
+from telestack.cli import main
 from telestack.core.errors import ConfigError
 from tests.alerting.builders import at, point
 
-TELESTACK = str(Path(sys.executable).with_name("telestack"))
 RULES = """\
 rules:
   - name: fermenter_no_data
@@ -135,20 +133,14 @@ def test_the_registry_is_read_only_when_a_rule_needs_it(tmp_path: Path) -> None:
         load_expected(parse_rules(RULES), tmp_path / "absent.yaml")
 
 
-def test_alerts_check_resolves_expected_devices_and_refuses_a_missing_registry(tmp_path: Path) -> None:
+def test_alerts_check_resolves_expected_devices_and_refuses_a_missing_registry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     example = Path(__file__).parents[2] / "config"
-    ok = subprocess.run(
-        [TELESTACK, "alerts", "check", str(example / "alerts.yaml"), "--devices", str(example / "devices.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert ok.returncode == 0, ok.stderr
-    assert "fermenter_no_data: nodata on fermenter[device~f*].temperature expecting f1, f2, f3 (registry)" in ok.stdout
-    missing = subprocess.run(
-        [TELESTACK, "alerts", "check", str(example / "alerts.yaml"), "--devices", str(tmp_path / "none.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert missing.returncode == 1 and "set alerting.devices_file" in missing.stderr
+    # the console script's entry point, in this process
+    ok = main(["alerts", "check", str(example / "alerts.yaml"), "--devices", str(example / "devices.yaml")])
+    out, err = capsys.readouterr()
+    assert ok == 0, err
+    assert "fermenter_no_data: nodata on fermenter[device~f*].temperature expecting f1, f2, f3 (registry)" in out
+    missing = main(["alerts", "check", str(example / "alerts.yaml"), "--devices", str(tmp_path / "none.yaml")])
+    assert missing == 1 and "set alerting.devices_file" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from telestack.cli import main
 from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import Point, format_point
 from telestack.core.settings import KafkaSettings, TopicSettings
@@ -173,6 +174,7 @@ def test_killed_and_restarted_mid_alert_no_duplicate_and_no_missed_resolution(
     producer.close()
 
 
+@pytest.mark.integration  # starts the alerting service in a process of its own
 def test_bad_rules_file_is_refused_with_file_and_line(tmp_path: Path) -> None:
     rules = tmp_path / "alerts.yaml"
     rules.write_text(
@@ -196,11 +198,12 @@ rules:
     assert "not a duration: 'quinze minutes'" in result.stderr
 
 
-def test_alerts_check_command_reports_ok_and_errors(tmp_path: Path) -> None:
+def test_alerts_check_command_reports_ok_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     example = Path(__file__).parents[2] / "config" / "alerts.yaml"
-    ok = subprocess.run([TELESTACK, "alerts", "check", str(example)], capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0 and ": OK:" in ok.stdout and "fermenter_setpoint: deviation" in ok.stdout
+    assert main(["alerts", "check", str(example)]) == 0  # the console script's entry point, in this process
+    out = capsys.readouterr().out
+    assert ": OK:" in out and "fermenter_setpoint: deviation" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - name: x\n    select: {measurement: m, field: f}\n    condition: {type: nope}\n")
-    refused = subprocess.run([TELESTACK, "alerts", "check", str(bad)], capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 1 and f"{bad}:4: rules[0] (x).condition:" in refused.stderr
+    assert main(["alerts", "check", str(bad)]) == 1
+    assert f"{bad}:4: rules[0] (x).condition:" in capsys.readouterr().err

@@ -122,6 +122,7 @@ def test_a_consumer_left_without_any_broker_starts_a_new_client(monkeypatch: pyt
     import telestack.core.kafka as core_kafka
 
     monkeypatch.setattr(core_kafka, "REBUILD_AFTER_S", 1.0)
+    monkeypatch.setattr(core_kafka, "REBUILD_PROBE_TIMEOUT_S", 0.5)  # nothing listens: the wait is all there is
     consumer = KafkaConsumer(KafkaSettings(bootstrap_servers=f"127.0.0.1:{free_port()}"), "g", ["t"])
     try:
         wait_until(lambda: (consumer.consume(10, 0.2), consumer.rebuilds)[1] >= 2, 40, interval_s=0, what="rebuilds")

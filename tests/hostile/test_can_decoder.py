@@ -106,6 +106,7 @@ FRAMES = st.tuples(
 )
 
 
+@pytest.mark.slow  # a large property-based campaign
 @settings(max_examples=1500, deadline=None)
 @given(frames=st.lists(FRAMES, max_size=10), mode=st.sampled_from(sorted(DECODERS)))
 def test_generated_frames_never_raise_and_always_add_up(frames: list[Frame], mode: str) -> None:

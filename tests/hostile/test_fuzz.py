@@ -20,6 +20,8 @@ from tests.hostile.test_lineproto import CASES as LINE_CASES
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TOPICS = list(corpus.FUZZ_TOPICS)
+pytestmark = pytest.mark.slow  # a libFuzzer campaign per target: make test runs them, make test-unit does not
+
 RUNS = {"lineproto": 60_000, "can": 15_000, "mqtt": 30_000, "ingest": 20_000}
 
 

@@ -48,6 +48,7 @@ def test_huge_lines_parse_in_linear_time() -> None:
 GRAMMAR = st.sampled_from([*list('ab =,"\\\n\r\t#0123456789.eEiutfTF-+'), "é", "\x00", "😀"])
 
 
+@pytest.mark.slow  # a large property-based campaign
 @settings(max_examples=3000, deadline=None)
 @given(st.text(GRAMMAR, max_size=48))
 def test_any_text_is_parsed_or_refused_never_crashes(text: str) -> None:
@@ -74,6 +75,7 @@ FIELD_VALUES = (
 )
 
 
+@pytest.mark.slow  # a large property-based campaign
 @settings(max_examples=1500, deadline=None)
 @given(
     measurement=NAMES,

@@ -117,6 +117,7 @@ def test_a_probe_that_times_out_raises_kafka_error() -> None:
         probe.ends([("t", 0)])
 
 
+@pytest.mark.integration  # starts the kafka-lag service in a process of its own
 def test_kafka_lag_command_keeps_probing_while_kafka_is_away() -> None:
     port = free_port()
     env = {

@@ -130,6 +130,7 @@ def test_simulator_sends_on_virtual_buses(tmp_path: Path, db: Database) -> None:
     assert len(recorded) == pytest.approx(2 * 0.5 * 720, abs=6)
 
 
+@pytest.mark.slow  # ten simulated minutes of every frame
 def test_a_long_run_never_overflows_a_signal(db: Database) -> None:
     # Regression: after ~67 s a value ran past its signal's bits and cantools raised OverflowError, killing the car.
     options = SimulatorOptions(realtime=False, duration_s=600, start_time=1_700_000_000, send=False)

@@ -384,6 +384,7 @@ def _delivery_adapter(
 # which bootstraps again; its stored offsets are lost, so their records are read again (at-least-once).
 REBUILD_AFTER_S = 30.0
 REBUILD_MAX_S = 300.0
+REBUILD_PROBE_TIMEOUT_S = 5.0  # how long a metadata request may wait for any broker before the client is replaced
 
 # How often stored offsets are committed, s; and how long a commit may stay unanswered before another may be
 # sent (librdkafka ends every request within socket.timeout.ms and its retries; this is a backstop), s.
@@ -455,7 +456,7 @@ class KafkaConsumer:
             return
         self._next_cluster_check = now + self._rebuild_after_s
         try:
-            self._consumer.list_topics(timeout=5)  # any broker at all answers this
+            self._consumer.list_topics(timeout=REBUILD_PROBE_TIMEOUT_S)  # any broker at all answers this
             return
         except KafkaException as exc:
             self.last_error = f"no broker answers ({exc}); starting a new Kafka client"
