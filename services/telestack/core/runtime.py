@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -25,8 +25,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from telestack.core.settings import HttpSettings, LogSettings
 
 __all__ = [
+    "Check",
     "HealthCheck",
     "HealthServer",
+    "Logger",
     "ServiceRuntime",
     "Shutdown",
     "configure_logging",
@@ -34,7 +36,12 @@ __all__ = [
     "service_runtime",
 ]
 
-get_logger = structlog.get_logger
+Logger = structlog.typing.FilteringBoundLogger
+"""The one logger type services take: what `get_logger` returns once `configure_logging` ran."""
+
+
+def get_logger(name: str) -> Logger:
+    return cast(Logger, structlog.get_logger(name))
 
 
 def configure_logging(settings: LogSettings, service: str) -> None:
@@ -66,12 +73,22 @@ class Shutdown:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> Shutdown:
-        """Route SIGTERM and SIGINT here (main thread only). A second signal exits at once."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        """Route SIGTERM and SIGINT here (main thread only). A second signal exits at once.
+
+        `uninstall` puts back the handlers found here."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.signal(signum, self._on_signal)
+            self._previous.setdefault(signum, previous)
         return self
+
+    def uninstall(self) -> None:
+        """Restore the handlers `install` replaced (idempotent)."""
+        while self._previous:
+            signum, previous = self._previous.popitem()
+            signal.signal(signum, previous)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._event.is_set():
@@ -87,6 +104,24 @@ class Shutdown:
 
     def wait(self, timeout_s: float | None = None) -> bool:
         return self._event.wait(timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One named result of a health probe: the one health shape every service reports."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    @classmethod
+    def of(cls, name: str, probe: Callable[[], tuple[bool, str]]) -> Check:
+        """The result of `probe`; a probe that raises is unhealthy, not a crashed endpoint."""
+        try:
+            ok, detail = probe()
+        except Exception as exc:
+            return cls(name, False, f"probe raised {exc!r}")
+        return cls(name, ok, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +151,7 @@ class HealthServer:
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.checks = list(checks or [])
+        self.sources: list[tuple[str, Callable[[], list[Check]]]] = []
         self.registry = registry
         self.started_at = time.time()
         server = self
@@ -151,17 +187,24 @@ class HealthServer:
     def add_check(self, name: str, probe: Callable[[], tuple[bool, str]]) -> None:
         self.checks.append(HealthCheck(name, probe))
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        results: dict[str, Any] = {}
-        healthy = True
-        for check in self.checks:
+    def add_checks(self, name: str, source: Callable[[], list[Check]]) -> None:
+        """Report every `Check` that `source` returns (a service's `health`); if it raises, one failing `name`."""
+        self.sources.append((name, source))
+
+    def results(self) -> list[Check]:
+        results = [Check.of(check.name, check.probe) for check in self.checks]
+        for name, source in self.sources:
             try:
-                ok, detail = check.probe()
+                results.extend(source())
             except Exception as exc:  # a broken probe is an unhealthy service, not a crashed endpoint
-                ok, detail = False, f"probe raised {exc!r}"
-            healthy = healthy and ok
-            results[check.name] = {"ok": ok, "detail": detail}
-        return healthy, {"status": "ok" if healthy else "failing", "checks": results}
+                results.append(Check(name, False, f"probe raised {exc!r}"))
+        return results
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        results = self.results()
+        healthy = all(check.ok for check in results)
+        checks = {check.name: {"ok": check.ok, "detail": check.detail} for check in results}
+        return healthy, {"status": "ok" if healthy else "failing", "checks": checks}
 
     def start(self) -> HealthServer:
         self._thread.start()
@@ -178,7 +221,7 @@ class ServiceRuntime:
 
     shutdown: Shutdown
     health: HealthServer
-    log: Any
+    log: Logger
 
 
 @contextlib.contextmanager
@@ -201,4 +244,5 @@ def service_runtime(name: str, log_settings: LogSettings, http: HttpSettings) ->
         yield ServiceRuntime(shutdown, health, log)
     finally:
         health.stop()
+        shutdown.uninstall()
         log.info("stopped", reason=shutdown.reason or "loop ended")
