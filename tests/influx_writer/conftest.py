@@ -15,13 +15,11 @@ import confluent_kafka
 import pytest
 import structlog
 
-from telestack.core.backoff import Backoff
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, TopicSettings
-from telestack.influx_writer.adaptive import write_sizer
-from telestack.influx_writer.dead_letters import DeadLetterQueue
+from telestack.influx_writer.command import build_writer
 from telestack.influx_writer.flusher import Flusher
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterOptions, WriterSettings
@@ -71,18 +69,7 @@ def start_writer() -> Iterator[Callable[[WriterSettings], RunningWriter]]:
     closers: list[Callable[[], object]] = []
 
     def start(settings: WriterSettings) -> RunningWriter:
-        options = settings.influx_writer
-        sink = InfluxHttp(settings.influx, gzip_level=options.gzip_level)
-        producer = KafkaProducer(settings.kafka)
-        flusher = Flusher(
-            sink,
-            DeadLetterQueue(producer, settings.kafka.topics.dlq),
-            Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
-            max_in_flight=options.max_in_flight,
-            log=LOG,
-            sizer=write_sizer(settings),
-        ).start()
-        service = WriterService(settings, flusher, log=LOG)
+        service = build_writer(settings, LOG)
         shutdown = Shutdown()
         errors: list[BaseException] = []
 
@@ -94,9 +81,9 @@ def start_writer() -> Iterator[Callable[[WriterSettings], RunningWriter]]:
 
         thread = threading.Thread(target=target, name="writer-under-test", daemon=True)
         thread.start()
-        handle = RunningWriter(service, flusher, shutdown, thread, errors)
+        handle = RunningWriter(service, service.flusher, shutdown, thread, errors)
         running.append(handle)
-        closers.extend([producer.close, sink.close])
+        closers.append(service.close)
         return handle
 
     yield start
