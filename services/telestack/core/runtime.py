@@ -1,7 +1,8 @@
 """What every service process shares: structured logs, graceful shutdown, ``/healthz`` and ``/metrics``.
 
-A service's ``main`` calls `configure_logging`, creates a `Shutdown` (SIGTERM and SIGINT set it), starts a
-`HealthServer` with its health checks, and runs its loop until ``shutdown.is_set()``; then it drains.
+`telestack.core.service.run_service` puts these together for every service: it calls `configure_logging`,
+routes SIGTERM and SIGINT to a `Shutdown` (and restores the previous handlers after), serves the service's
+`Check` list on a `HealthServer`, and runs the service until ``shutdown.is_set()``; then it drains.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "service_runtime",
+    "silent_logger",
 ]
 
 Logger = structlog.typing.FilteringBoundLogger
@@ -42,6 +44,15 @@ Logger = structlog.typing.FilteringBoundLogger
 
 def get_logger(name: str) -> Logger:
     return cast(Logger, structlog.get_logger(name))
+
+
+def _drop(logger: Any, method: str, event: Any) -> Any:
+    raise structlog.DropEvent
+
+
+def silent_logger() -> Logger:
+    """A `Logger` that writes nothing: for a one-shot command whose output is its result (``--once``)."""
+    return cast(Logger, structlog.wrap_logger(None, processors=[_drop]))
 
 
 def configure_logging(settings: LogSettings, service: str) -> None:

@@ -62,7 +62,7 @@ class ServiceBase(abc.ABC):
     @abc.abstractmethod
     def run(self, shutdown: Shutdown) -> int: ...
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - an optional hook, as BusABC's _apply_filters
         """Release resources; called once by `close`."""
 
     def close(self) -> None:
