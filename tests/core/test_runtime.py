@@ -73,18 +73,12 @@ def test_a_client_that_hung_up_is_not_a_traceback(capsys: pytest.CaptureFixture[
     server._httpd.server_close()
 
 
-def test_service_runtime_restores_the_signal_handlers_it_replaced() -> None:
-    """service_runtime left its Shutdown's handlers installed after the service stopped."""
-    import structlog
-
-    from telestack.core.runtime import service_runtime
-    from telestack.core.settings import LogSettings
-
+def test_uninstall_restores_the_handlers_install_replaced() -> None:
+    """Shutdown.install replaced SIGTERM/SIGINT handlers for good; a service run in a test process leaked them."""
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with service_runtime("probe", LogSettings(level="WARNING"), HttpSettings(host="127.0.0.1", port=0)) as rt:
-            assert signal.getsignal(signal.SIGTERM) != before[signal.SIGTERM]
-            rt.shutdown.set()
-        assert {sig: signal.getsignal(sig) for sig in before} == before
-    finally:
-        structlog.reset_defaults()
+    shutdown = Shutdown().install()
+    assert signal.getsignal(signal.SIGTERM) != before[signal.SIGTERM]
+    shutdown.install()  # twice: still the first handlers to restore
+    shutdown.uninstall()
+    shutdown.uninstall()
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -7,14 +7,13 @@ routes SIGTERM and SIGINT to a `Shutdown` (and restores the previous handlers af
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -30,11 +29,9 @@ __all__ = [
     "HealthCheck",
     "HealthServer",
     "Logger",
-    "ServiceRuntime",
     "Shutdown",
     "configure_logging",
     "get_logger",
-    "service_runtime",
     "silent_logger",
 ]
 
@@ -224,36 +221,3 @@ class HealthServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceRuntime:
-    """What a running service gets from `service_runtime`."""
-
-    shutdown: Shutdown
-    health: HealthServer
-    log: Logger
-
-
-@contextlib.contextmanager
-def service_runtime(name: str, log_settings: LogSettings, http: HttpSettings) -> Iterator[ServiceRuntime]:
-    """Logs configured, SIGTERM/SIGINT routed to a `Shutdown`, /healthz and /metrics served; torn down after.
-
-    Usage in a service's ``run``::
-
-        with service_runtime("influx-writer", settings.log, settings.influx_writer.http) as rt:
-            rt.health.add_check("kafka", ...)
-            while not rt.shutdown.is_set():
-                ...
-    """
-    configure_logging(log_settings, name)
-    log = get_logger(name)
-    shutdown = Shutdown().install()
-    health = HealthServer(http).start()
-    log.info("started", health=f"http://{http.host}:{health.port}/healthz")
-    try:
-        yield ServiceRuntime(shutdown, health, log)
-    finally:
-        health.stop()
-        shutdown.uninstall()
-        log.info("stopped", reason=shutdown.reason or "loop ended")
