@@ -17,13 +17,11 @@ __all__ = ["BridgeService", "configure", "run"]
 
 
 class BridgeService(ServiceBase):
-    """The bridge and the Kafka producer it owns; raises `TelestackError` subclasses naming what is wrong."""
+    """The bridge and the Kafka producer it owns."""
 
     name = "mqtt-bridge"
 
     def __init__(self, settings: BridgeSettings, rules: RuleSet, log: Logger | None = None) -> None:
-        topics = settings.kafka.topics
-        require_topics(settings.kafka, [topics.telemetry, topics.dlq, topics.commands])
         self.producer = KafkaProducer(settings.kafka)
         self.bridge = MqttBridge(settings, rules, self.producer, log=log)
 
@@ -45,6 +43,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(BridgeSettings, args)
     rules = load_rules(settings.mqtt_bridge.rules_file)  # a bad rules file stops here, naming the line
-    return run_service(
-        "mqtt-bridge", settings, lambda log: BridgeService(settings, rules, log), http=settings.mqtt_bridge.http
-    )
+
+    def build(log: Logger) -> BridgeService:
+        topics = settings.kafka.topics
+        require_topics(settings.kafka, [topics.telemetry, topics.dlq, topics.commands])
+        return BridgeService(settings, rules, log)
+
+    return run_service("mqtt-bridge", settings, build, http=settings.mqtt_bridge.http)
