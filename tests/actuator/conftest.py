@@ -18,11 +18,9 @@ import confluent_kafka
 import httpx
 import paho.mqtt.client as mqtt_client
 import pytest
-import uvicorn
 import yaml
 
-from telestack.actuator.command import build_app
-from telestack.actuator.server import ActuatorServer, uvicorn_config
+from telestack.actuator.command import ActuatorProcess
 from telestack.actuator.service import ActuatorService
 from telestack.actuator.settings import ActuatorOptions, ActuatorSettings
 from telestack.actuator.tokens import IngestGrant, TokenStore
@@ -31,6 +29,7 @@ from telestack.core.kafka import ensure_topics
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
 from telestack.native import KafkaEndpoint, MqttEndpoint
 from telestack.simulators.mqtt_device import DeviceFleet, SimulatedDevice
+from tests.harness import RunningService
 
 # --- fake devices ------------------------------------------------------------------------------------------
 
@@ -191,8 +190,7 @@ class RunningActuator:
     service: ActuatorService
     tokens: Tokens
     devices: Devices
-    server: uvicorn.Server
-    thread: threading.Thread
+    process: RunningService[ActuatorProcess]
     clients: list[httpx.Client] = field(default_factory=list)
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
@@ -204,23 +202,19 @@ class RunningActuator:
     def stop(self) -> None:
         for client in self.clients:
             client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the actuator did not stop within 30 s"
+        self.process.stop(30)
 
 
 def serve(settings: ActuatorSettings, tokens: Tokens, devices: Devices) -> RunningActuator:
-    app = build_app(settings)
-    server = ActuatorServer(uvicorn_config(app, settings.actuator))
-    thread = threading.Thread(target=server.run, name="actuator-uvicorn", daemon=True)
-    thread.start()
+    process = RunningService(ActuatorProcess(settings))
+    server = process.service.server
     deadline = time.monotonic() + 60
     while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
+        if not process.alive or time.monotonic() > deadline:
             raise RuntimeError("the actuator did not start (see the log above)")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    return RunningActuator(f"http://127.0.0.1:{port}", settings, app.state.service, tokens, devices, server, thread)
+    return RunningActuator(f"http://127.0.0.1:{port}", settings, process.service.service, tokens, devices, process)
 
 
 @dataclass
@@ -268,7 +262,7 @@ class ActuatorFactory:
 
     def stop_all(self) -> None:
         for running in self.running:
-            if running.thread.is_alive():
+            if running.process.alive:
                 running.stop()
 
 

@@ -5,17 +5,14 @@ there (ack_source=kafka), and the audit trail holds every step."""
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 import yaml
 
-from telestack.core.kafka import KafkaProducer
-from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings, TopicSettings
-from telestack.mqtt_bridge.bridge import MqttBridge
+from telestack.mqtt_bridge.command import BridgeService
 from telestack.mqtt_bridge.rules import parse_rules
 from telestack.mqtt_bridge.settings import BridgeOptions, BridgeSettings
 from telestack.native import KafkaEndpoint, MqttEndpoint
@@ -23,6 +20,7 @@ from telestack.simulators.fermenters import Fermenter
 from telestack.simulators.mqtt_device import DeviceFleet
 from telestack.simulators.smart_plug import SmartPlug
 from tests.actuator.conftest import ActuatorFactory, RunningActuator, events, mqtt_settings_of, read_topic
+from tests.harness import RunningService
 from tests.polling import wait_until
 
 
@@ -82,18 +80,12 @@ def stack(
         mqtt_bridge=BridgeOptions(client_id=f"bridge-{unique}", ack_topic=prefix + "/devices/{device}/ack"),
     )
     rules = parse_rules(f'rules:\n  - {{name: plug, topic: "{prefix}/plugs/{{device}}/report", measurement: plug}}\n')
-    producer = KafkaProducer(kafka_settings)
-    bridge = MqttBridge(bridge_settings, rules, producer)
-    shutdown = Shutdown()
-    thread = threading.Thread(target=bridge.run, args=(shutdown,), daemon=True)
-    thread.start()
-    wait_until(lambda: bridge.subscribed, 20, what="the bridge subscribed")
+    bridge = RunningService(BridgeService(bridge_settings, rules))
+    wait_until(lambda: bridge.service.bridge.subscribed, 20, what="the bridge subscribed")
     try:
         yield Stack(actuators.start(ack_source="kafka", command_timeout_s=8), plug_id, fermenter_id, fleet)
     finally:
-        shutdown.set()
-        thread.join(30)
-        producer.close(5)
+        bridge.stop(30)
 
 
 def test_the_simulated_plug_and_fermenter_obey_through_the_whole_stack(stack: Stack, kafka: KafkaEndpoint) -> None:

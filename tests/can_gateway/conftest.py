@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from telestack.can_gateway.gateway import Gateway
 from telestack.can_gateway.settings import CanGatewaySettings
 from telestack.can_gateway.sources import read_log
 from telestack.core.kafka import KafkaConsumer, Record, ensure_topics
-from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings
+from tests.harness import RunningService
 from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,40 +68,18 @@ def gateway_settings(kafka: KafkaSettings, spool_dir: Path, **options: Any) -> C
     return CanGatewaySettings(kafka=kafka, can_gateway=options)
 
 
-class RunningGateway:
-    """A gateway run in a thread of the test process, stopped by `stop()`."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-        self.shutdown = Shutdown()
-        self.status: int | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        self.status = self.gateway.run(self.shutdown)
-
-    def stop(self, timeout_s: float = 60) -> int:
-        self.shutdown.set("test done")
-        self.thread.join(timeout_s)
-        assert not self.thread.is_alive(), "gateway did not stop"
-        assert self.status is not None
-        return self.status
-
-
 @pytest.fixture
-def run_gateway() -> Iterator[Callable[[CanGatewaySettings], RunningGateway]]:
-    running: list[RunningGateway] = []
+def run_gateway() -> Iterator[Callable[[CanGatewaySettings], RunningService[Gateway]]]:
+    """Factory: a gateway built from settings, running in a thread; stopped after the test."""
+    running: list[RunningService[Gateway]] = []
 
-    def start(settings: CanGatewaySettings) -> RunningGateway:
-        gateway = RunningGateway(build_gateway(settings))
-        running.append(gateway)
-        return gateway
+    def start(settings: CanGatewaySettings) -> RunningService[Gateway]:
+        running.append(RunningService(build_gateway(settings)))
+        return running[-1]
 
     yield start
     for gateway in running:
-        if gateway.thread.is_alive():
-            gateway.stop()
+        gateway.stop()
 
 
 def consume(

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from telestack.can_gateway.command import build_gateway
 from telestack.can_gateway.decoder import EXTENDED, FD, Frame
 from telestack.can_gateway.errors import DatabaseError, MappingError
+from telestack.can_gateway.gateway import Gateway
 from telestack.can_gateway.rawframes import decode_raw
 from telestack.core.kafka import Record
 from telestack.core.lineproto import parse_lines
@@ -29,10 +30,10 @@ from tests.can_gateway.conftest import (
     GARBAGE_LOG,
     SESSION_LOG,
     VEHICLE_DBC,
-    RunningGateway,
     consume,
     gateway_settings,
 )
+from tests.harness import RunningService
 from tests.polling import wait_until
 
 
@@ -149,7 +150,7 @@ def test_three_live_buses_and_a_hot_reload_lose_no_frame(
     gateway_kafka: KafkaSettings,
     tmp_path: Path,
     unique: str,
-    run_gateway: Callable[..., RunningGateway],
+    run_gateway: Callable[..., RunningService[Gateway]],
 ) -> None:
     dbc = tmp_path / "vehicle.dbc"
     shutil.copy(VEHICLE_DBC, dbc)
@@ -172,27 +173,27 @@ def test_three_live_buses_and_a_hot_reload_lose_no_frame(
             sent += count
 
         burst(1500)
-        wait_until(lambda: running.gateway.stats.frames >= 1500, 20, what="first burst read")
+        wait_until(lambda: running.service.stats.frames >= 1500, 20, what="first burst read")
         # A new message appears in the DBC while frames keep flowing.
         text = dbc.read_text().replace(
             "\nBO_ 272 VehicleSpeed",
             f'\nBO_ {new_id} Lap: 8 TCU\n SG_ LapCounter : 0|32@1+ (1,0) [0|4294967295] "" TELESTACK\n'
             "\nBO_ 272 VehicleSpeed",
         )
-        reloads = running.gateway.watcher.reloads
+        reloads = running.service.watcher.reloads
         burst(300)
         dbc.write_text(text)
         for _ in range(4):
             burst(300)
-        wait_until(lambda: running.gateway.watcher.reloads > reloads, 20, what="the DBC reload")
+        wait_until(lambda: running.service.watcher.reloads > reloads, 20, what="the DBC reload")
         time.sleep(0.3)  # let the gateway swap the decoders in
         burst(1500)
-        wait_until(lambda: running.gateway.stats.frames >= sent, 20, what="every frame read")
+        wait_until(lambda: running.service.stats.frames >= sent, 20, what="every frame read")
     finally:
         for sender in senders.values():
             sender.shutdown()
     assert running.stop() == 0
-    stats = running.gateway.stats
+    stats = running.service.stats
     unknown = sum(n for (bus, key), n in stats.unknown.items() if key == new_id)
     assert stats.frames == sent == 4500
     lap_frames = sent // 10
@@ -212,7 +213,7 @@ def test_three_live_buses_and_a_hot_reload_lose_no_frame(
 
 
 def test_simulated_vehicle_over_udp_multicast_reaches_kafka(
-    gateway_kafka: KafkaSettings, tmp_path: Path, run_gateway: Callable[..., RunningGateway]
+    gateway_kafka: KafkaSettings, tmp_path: Path, run_gateway: Callable[..., RunningService[Gateway]]
 ) -> None:
     import json
     import os
@@ -263,9 +264,9 @@ def test_simulated_vehicle_over_udp_multicast_reaches_kafka(
         sent.setdefault(str(channel), []).append((frame[1], frame[3]))
     total = sum(len(v) for v in sent.values())
     assert total == 1440  # 720 frames/s for 2 s
-    wait_until(lambda: running.gateway.stats.frames >= total, 20, what="every simulated frame")
+    wait_until(lambda: running.service.stats.frames >= total, 20, what="every simulated frame")
     assert running.stop() == 0
-    assert running.gateway.stats.frames == total and not running.gateway.stats.failed
+    assert running.service.stats.frames == total and not running.service.stats.failed
     raw = consume(
         gateway_kafka, gateway_kafka.topics.can_raw, lambda got: sum(len(decode_raw(r.value)) for r in got) >= total
     )

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import can
 
+from telestack.can_gateway.gateway import Gateway
 from telestack.can_gateway.rawframes import decode_raw
 from telestack.core.kafka import Record, ensure_topics
 from telestack.core.lineproto import parse_lines
 from telestack.core.settings import KafkaSettings
 from telestack.native.servers import KafkaServer
-from tests.can_gateway.conftest import RunningGateway, consume, gateway_settings
+from tests.can_gateway.conftest import consume, gateway_settings
+from tests.harness import RunningService
 from tests.polling import wait_until
 
 
@@ -27,7 +29,7 @@ def _first_seen(counters: list[int]) -> list[int]:
 
 
 def test_kafka_outage_mid_stream_loses_nothing_and_keeps_order(
-    own_kafka: KafkaServer, tmp_path: Path, unique: str, run_gateway: Callable[..., RunningGateway]
+    own_kafka: KafkaServer, tmp_path: Path, unique: str, run_gateway: Callable[..., RunningService[Gateway]]
 ) -> None:
     kafka = KafkaSettings(
         bootstrap_servers=f"127.0.0.1:{own_kafka.port}",
@@ -46,7 +48,7 @@ def test_kafka_outage_mid_stream_loses_nothing_and_keeps_order(
         spool={"stall_timeout_s": 1.5, "retry_interval_s": 0.5, "segment_bytes": 65_536},
     )
     running = run_gateway(settings)
-    gateway = running.gateway
+    gateway = running.service
     senders = {n: can.Bus(interface="virtual", channel=f"{unique}-{n}") for n in names}
     stop_sending = threading.Event()
     sent = {n: 0 for n in names}

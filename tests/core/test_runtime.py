@@ -71,3 +71,14 @@ def test_a_client_that_hung_up_is_not_a_traceback(capsys: pytest.CaptureFixture[
         server._httpd.handle_error(None, ("127.0.0.1", 40000))
     assert "ValueError: a real bug" in capsys.readouterr().err
     server._httpd.server_close()
+
+
+def test_uninstall_restores_the_handlers_install_replaced() -> None:
+    """Shutdown.install replaced SIGTERM/SIGINT handlers for good; a service run in a test process leaked them."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    shutdown = Shutdown().install()
+    assert signal.getsignal(signal.SIGTERM) != before[signal.SIGTERM]
+    shutdown.install()  # twice: still the first handlers to restore
+    shutdown.uninstall()
+    shutdown.uninstall()
+    assert {sig: signal.getsignal(sig) for sig in before} == before

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,43 +24,22 @@ from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, ensure_topics
 from telestack.core.lineproto import Point, UInt, parse_lines
 from telestack.core.mqtt import connect, make_client
-from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, MqttSettings, TopicSettings
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterOptions, WriterSettings
-from telestack.mqtt_bridge.bridge import MqttBridge
+from telestack.mqtt_bridge.command import BridgeService
 from telestack.mqtt_bridge.mapping import map_message
 from telestack.mqtt_bridge.rules import RuleSet, load_rules
 from telestack.mqtt_bridge.settings import BridgeOptions, BridgeSettings
 from telestack.native import InfluxEndpoint
+from tests.harness import RunningService
 from tests.hostile import corpus
 from tests.polling import wait_until
 
 LOG = structlog.get_logger("hostile-e2e")
 CASES = corpus.load("mqtt_payloads.yaml")
-
-
-class ServiceThread:
-    """A service loop in a thread of the test process; what it raised is kept, so a crash shows."""
-
-    def __init__(self, name: str, target: Any, shutdown: Shutdown) -> None:
-        self.shutdown = shutdown
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                target(shutdown)
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name=name, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.shutdown.set()
-        self.thread.join(30)
 
 
 @pytest.fixture
@@ -81,9 +59,8 @@ def pipeline(
             client_id=f"hostile-{unique}", subscriptions=[f"{prefix}/#"], ack_topic=None, drain_timeout_s=5
         ),
     )
-    bridge_producer = KafkaProducer(kafka)
-    bridge = MqttBridge(bridge_settings, rules, bridge_producer)
-    bridge_thread = ServiceThread("bridge", bridge.run, Shutdown())
+    bridge_thread = RunningService(BridgeService(bridge_settings, rules))
+    bridge = bridge_thread.service.bridge
 
     writer_settings = WriterSettings(
         kafka=kafka,
@@ -95,10 +72,10 @@ def pipeline(
     flusher = Flusher(
         sink, DeadLetterQueue(writer_producer, topics.dlq), Backoff(0.05, 0.5), max_in_flight=2, log=LOG
     ).start()
-    writer = WriterService(writer_settings, flusher, log=LOG)
-    writer_thread = ServiceThread("writer", writer.run, Shutdown())
+    writer = WriterService(writer_settings, flusher, log=LOG, closing=[writer_producer.close, sink.close])
+    writer_thread = RunningService(writer)
 
-    wait_until(lambda: bridge.subscribed or bridge_thread.error, timeout_s=20, what="bridge subscribed")
+    wait_until(lambda: bridge.subscribed or bridge_thread.errors, timeout_s=20, what="bridge subscribed")
     publisher = make_client(mqtt_settings, client_id=f"hostile-pub-{unique}")
     connect(publisher, mqtt_settings)
     yield {
@@ -112,10 +89,8 @@ def pipeline(
     }
     publisher.disconnect()
     publisher.loop_stop()
-    bridge_thread.stop()
-    writer_thread.stop()
-    for close in (bridge_producer.close, writer_producer.close, sink.close):
-        close()
+    bridge_thread.stop(30)
+    writer_thread.stop(30)
 
 
 def _publish(client: paho.Client, topic: str, payload: bytes) -> None:
@@ -208,12 +183,12 @@ def test_hostile_payloads_between_good_ones_through_the_whole_pipeline(
             return {int(float(r["_value"])) for r in rows}
 
         wait_until(
-            lambda: canaries() >= set(range(len(CASES) + 1)) or pipeline["bridge"].error,
+            lambda: canaries() >= set(range(len(CASES) + 1)) or pipeline["bridge"].errors,
             timeout_s=60,
             what="every good message in InfluxDB",
         )
-        assert pipeline["bridge"].error is None, f"the bridge crashed: {pipeline['bridge'].error!r}"
-        assert pipeline["writer"].error is None, f"the writer crashed: {pipeline['writer'].error!r}"
+        assert not pipeline["bridge"].errors, f"the bridge crashed: {pipeline['bridge'].errors!r}"
+        assert not pipeline["writer"].errors, f"the writer crashed: {pipeline['writer'].errors!r}"
         assert canaries() >= set(range(len(CASES) + 1))
         rows = _stored(query)
     finally:
@@ -255,8 +230,8 @@ def test_a_poison_message_does_not_stop_the_bridge(pipeline: dict[str, Any]) -> 
     _publish(client, f"{prefix}/hostile/json/after", b'{"seq": 3, "ts": 1700000000000}')
     letters: list[Record] = []
     deadline = time.monotonic() + 20
-    while len(letters) < len(poison) and time.monotonic() < deadline and pipeline["bridge"].error is None:
+    while len(letters) < len(poison) and time.monotonic() < deadline and not pipeline["bridge"].errors:
         letters = [r for r in _dead_letters(pipeline["kafka"], len(poison)) if r.header("mqtt_topic")]
-    assert pipeline["bridge"].error is None, f"the bridge crashed on a poison message: {pipeline['bridge'].error!r}"
+    assert not pipeline["bridge"].errors, f"the bridge crashed on a poison message: {pipeline['bridge'].errors!r}"
     assert sorted(r.value for r in letters) == sorted(poison)
     assert all(r.header("reason") == "invalid" for r in letters)

@@ -8,25 +8,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import confluent_kafka
 import pytest
 import structlog
 
-from telestack.core.backoff import Backoff
 from telestack.core.influx_http import InfluxHttp
 from telestack.core.kafka import KafkaProducer, ensure_topics
-from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, TopicSettings
-from telestack.influx_writer.adaptive import write_sizer
-from telestack.influx_writer.dead_letters import DeadLetterQueue
-from telestack.influx_writer.flusher import Flusher
+from telestack.influx_writer.command import build_writer
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterOptions, WriterSettings
 from telestack.native import InfluxEndpoint
 from telestack.native.servers import InfluxServer
+from tests.harness import RunningService
 
 LOG = structlog.get_logger("test-influx-writer")
 
@@ -50,62 +46,20 @@ def writer_settings(
     return WriterSettings(kafka=kafka, influx=influx_settings, influx_writer=options)
 
 
-@dataclass
-class RunningWriter:
-    service: WriterService
-    flusher: Flusher
-    shutdown: Shutdown
-    thread: threading.Thread
-    error: list[BaseException]
-
-    def stop(self, timeout_s: float = 30) -> None:
-        self.shutdown.set()
-        self.thread.join(timeout_s)
-        assert not self.thread.is_alive(), "writer did not stop"
-
-
 @pytest.fixture
-def start_writer() -> Iterator[Callable[[WriterSettings], RunningWriter]]:
-    """Factory: a writer running in a thread on the given settings; stopped after the test."""
-    running: list[RunningWriter] = []
-    closers: list[Callable[[], object]] = []
+def start_writer() -> Iterator[Callable[[WriterSettings], RunningService[WriterService]]]:
+    """Factory: a writer built from settings, running in a thread; stopped after the test."""
+    running: list[RunningService[WriterService]] = []
 
-    def start(settings: WriterSettings) -> RunningWriter:
-        options = settings.influx_writer
-        sink = InfluxHttp(settings.influx, gzip_level=options.gzip_level)
-        producer = KafkaProducer(settings.kafka)
-        flusher = Flusher(
-            sink,
-            DeadLetterQueue(producer, settings.kafka.topics.dlq),
-            Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
-            max_in_flight=options.max_in_flight,
-            log=LOG,
-            sizer=write_sizer(settings),
-        ).start()
-        service = WriterService(settings, flusher, log=LOG)
-        shutdown = Shutdown()
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                service.run(shutdown)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, name="writer-under-test", daemon=True)
-        thread.start()
-        handle = RunningWriter(service, flusher, shutdown, thread, errors)
-        running.append(handle)
-        closers.extend([producer.close, sink.close])
-        return handle
+    def start(settings: WriterSettings) -> RunningService[WriterService]:
+        running.append(RunningService(build_writer(settings, LOG)))
+        return running[-1]
 
     yield start
     for handle in running:
         handle.shutdown.set()
     for handle in running:
-        handle.thread.join(30)
-    for close in closers:
-        close()
+        handle.stop(30)
 
 
 def produce_lines(settings: KafkaSettings, topic: str, records: list[bytes], keys: int = 7) -> None:

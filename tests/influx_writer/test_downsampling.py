@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from telestack.cli import main
 from telestack.core.backoff import Backoff
 from telestack.core.influx_http import InfluxHttp
+from telestack.core.runtime import Shutdown
 from telestack.core.settings import InfluxSettings
 from telestack.influx_writer.downsampling import (
     WATERMARK_MEASUREMENT,
@@ -249,11 +250,11 @@ def test_queries_never_overlap_with_a_slow_influxdb(layout: Layout, slow_proxy: 
     def clock() -> float:
         return T0 + OFFSET + W + (time.monotonic() - started) * windows_per_s * W
 
-    stop = threading.Event()
+    stop = Shutdown()
     downsampler = layout.downsampler(url=f"http://127.0.0.1:{slow_proxy.port}", sleep=_stoppable(stop))
     downsampler.clock = clock
     downsampler.watermark_s = downsampler.first_s = T0  # as if read at T0 (the clock runs fast)
-    thread = threading.Thread(target=downsampler.run, args=(stop.is_set,), daemon=True)
+    thread = threading.Thread(target=downsampler.run, args=(stop,), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 60
@@ -270,7 +271,7 @@ def test_queries_never_overlap_with_a_slow_influxdb(layout: Layout, slow_proxy: 
     assert got == pytest.approx(expected)
 
 
-def _stoppable(stop: threading.Event) -> Callable[[float], bool]:
+def _stoppable(stop: Shutdown) -> Callable[[float], bool]:
     return lambda seconds: stop.wait(min(seconds, 0.05))
 
 

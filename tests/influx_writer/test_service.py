@@ -13,10 +13,11 @@ from pydantic import SecretStr
 
 from telestack.core.errors import InfluxAuthError
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings
+from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterSettings
 from telestack.native.servers import InfluxServer
+from tests.harness import RunningService
 from tests.influx_writer.conftest import (
-    RunningWriter,
     SlowProxy,
     committed_offsets,
     count_points,
@@ -26,7 +27,7 @@ from tests.influx_writer.conftest import (
 )
 from tests.polling import wait_until
 
-StartWriter = Callable[[WriterSettings], RunningWriter]
+StartWriter = Callable[[WriterSettings], RunningService[WriterService]]
 BASE_NS = 1_700_000_000_000_000_000
 
 
@@ -50,8 +51,8 @@ def test_every_line_is_written_then_offsets_committed(
     wait_until(lambda: count_points(writer_settings.influx) == 6000, 60, interval_s=0.5, what="6000 points")
     wait_until(lambda: _all_committed(writer_settings), 20, interval_s=0.5, what="offsets committed")
     writer.stop()
-    assert not writer.error
-    health_ok, detail = writer.flusher.health.probe()
+    assert not writer.errors
+    health_ok, detail = writer.service.flusher.health.probe()
     assert health_ok and detail == "writing"
 
 
@@ -146,11 +147,11 @@ def test_influxdb_down_mid_stream_pauses_commits_nothing_and_loses_nothing(
     produce_lines(settings.kafka, topic, _records(2000, 6000))
     wait_until(lambda: writer.service.paused, 30, what="consumption paused while InfluxDB is down")
     committed_while_down = committed_offsets(settings.kafka, group, topic)
-    wait_until(lambda: not writer.flusher.health.probe()[0], 10, what="health failing")
+    wait_until(lambda: not writer.service.flusher.health.probe()[0], 10, what="health failing")
     time.sleep(2)  # several retry rounds (backoff capped at 0.5 s) with InfluxDB down
     assert committed_offsets(settings.kafka, group, topic) == committed_while_down
     assert sum(committed_while_down.values()) == 2000
-    assert writer.flusher.in_flight() <= settings.influx_writer.max_in_flight
+    assert writer.service.flusher.in_flight() <= settings.influx_writer.max_in_flight
     # Memory bound: the open batch holds at most what the paused consumer had prefetched.
     assert len(writer.service.batcher.current) < 6000
 
@@ -159,9 +160,9 @@ def test_influxdb_down_mid_stream_pauses_commits_nothing_and_loses_nothing(
     wait_until(lambda: _all_committed(settings), 90, interval_s=0.5, what="everything committed after restart")
     assert count_points(influx) == 16000
     assert not writer.service.paused
-    assert writer.flusher.health.probe()[0]
+    assert writer.service.flusher.health.probe()[0]
     writer.stop()
-    assert not writer.error
+    assert not writer.errors
 
 
 def test_refused_token_stops_the_writer_without_commit(
@@ -172,8 +173,8 @@ def test_refused_token_stops_the_writer_without_commit(
     writer = start_writer(writer_settings.model_copy(update={"influx": bad}))
     writer.thread.join(30)
     assert not writer.thread.is_alive()
-    assert len(writer.error) == 1 and isinstance(writer.error[0], InfluxAuthError)
-    assert "401" in str(writer.error[0])
+    assert len(writer.errors) == 1 and isinstance(writer.errors[0], InfluxAuthError)
+    assert "401" in str(writer.errors[0])
     committed = committed_offsets(
         writer_settings.kafka, writer_settings.influx_writer.group_id, writer_settings.kafka.topics.telemetry
     )
@@ -210,7 +211,7 @@ def test_partitions_moving_to_a_new_replica_mid_stream_lose_and_double_nothing(
     assert "partitions_revoked" in capfd.readouterr().out  # the first replica handed partitions over
     first.stop()
     second.stop()
-    assert not first.error and not second.error
+    assert not first.errors and not second.errors
 
 
 def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_back(
@@ -228,7 +229,7 @@ def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_
     timeouts_before = REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") or 0
     produce_lines(settings.kafka, topic, _records(0, 6000, per_record=2))
     writer = start_writer(settings)
-    sizer = writer.flusher.sizer
+    sizer = writer.service.flusher.sizer
     assert sizer is not None
     wait_until(lambda: count_points(influx) == 12000, 120, interval_s=1, what="every point written while slow")
     assert REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") > timeouts_before
@@ -243,4 +244,4 @@ def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_
     wait_until(lambda: sizer.lines == 2_000 and sizer.timeout_s == 1.0, 30, what="back to the configured size")
     assert REGISTRY.get_sample_value("telestack_influx_writer_write_lines_target") == 2_000
     writer.stop()
-    assert not writer.error
+    assert not writer.errors

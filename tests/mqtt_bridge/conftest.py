@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,13 +12,13 @@ import paho.mqtt.client as paho
 import pytest
 import yaml
 
-from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, ensure_topics
+from telestack.core.kafka import KafkaConsumer, Record, ensure_topics
 from telestack.core.mqtt import connect, make_client
-from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings, MqttSettings, TopicSettings
-from telestack.mqtt_bridge.bridge import MqttBridge
+from telestack.mqtt_bridge.command import BridgeService
 from telestack.mqtt_bridge.rules import RuleSet, load_rules
 from telestack.mqtt_bridge.settings import BridgeOptions, BridgeSettings
+from tests.harness import RunningService
 from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,28 +52,6 @@ def shipped_rules() -> RuleSet:
 # --- integration helpers --------------------------------------------------------------------------------
 
 
-class RunningBridge:
-    """A bridge running in a thread of the test process, with its own producer and shutdown."""
-
-    def __init__(self, settings: BridgeSettings, rules: RuleSet) -> None:
-        self.settings = settings
-        self.producer = KafkaProducer(settings.kafka)
-        self.bridge = MqttBridge(settings, rules, self.producer)
-        self.shutdown = Shutdown()
-        self.thread = threading.Thread(target=self.bridge.run, args=(self.shutdown,), name="bridge", daemon=True)
-        self.thread.start()
-
-    def wait_connected(self, timeout_s: float = 20) -> None:
-        wait_until(lambda: self.bridge.connected, timeout_s=timeout_s, what="bridge connected to MQTT")
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.shutdown.set()
-            self.thread.join(30)
-            assert not self.thread.is_alive(), "bridge did not stop"
-            self.producer.close(5)
-
-
 class Collector:
     """Reads Kafka records of some topics, from the beginning, into lists per topic."""
 
@@ -105,7 +82,7 @@ class BridgeHarness:
     mqtt: MqttSettings
     prefix: str
     unique: str
-    bridges: list[RunningBridge] = field(default_factory=list)
+    bridges: list[RunningService[BridgeService]] = field(default_factory=list)
     collectors: list[Collector] = field(default_factory=list)
 
     @property
@@ -122,12 +99,15 @@ class BridgeHarness:
             kafka=self.kafka, mqtt=mqtt or self.mqtt, mqtt_bridge=BridgeOptions(**{**defaults, **options})
         )
 
-    def start(self, rules: RuleSet, settings: BridgeSettings | None = None, *, wait: bool = True) -> RunningBridge:
-        running = RunningBridge(settings or self.settings(), rules)
+    def start(
+        self, rules: RuleSet, settings: BridgeSettings | None = None, *, wait: bool = True
+    ) -> RunningService[BridgeService]:
+        running = RunningService(BridgeService(settings or self.settings(), rules))
         self.bridges.append(running)
         if wait:
-            running.wait_connected()
-            wait_until(lambda: running.bridge.subscribed, what="bridge subscribed")
+            bridge = running.service.bridge
+            wait_until(lambda: bridge.connected, timeout_s=20, what="bridge connected to MQTT")
+            wait_until(lambda: bridge.subscribed, what="bridge subscribed")
         return running
 
     def collector(self) -> Collector:

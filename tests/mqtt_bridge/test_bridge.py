@@ -14,12 +14,14 @@ from prometheus_client import REGISTRY
 from telestack.core.commands import CommandEvent, DeviceAck, DeviceCommand
 from telestack.core.kafka import ensure_topics
 from telestack.core.runtime import Shutdown
+from telestack.mqtt_bridge.command import BridgeService
 from telestack.mqtt_bridge.rules import RuleSet, parse_rules
 from telestack.simulators.energy_meter import EnergyMeter
 from telestack.simulators.fermenters import Fermenter
 from telestack.simulators.mqtt_device import DeviceFleet
 from telestack.simulators.smart_plug import SmartPlug
-from tests.mqtt_bridge.conftest import BridgeHarness, RunningBridge, prefixed, seed_cases
+from tests.harness import RunningService
+from tests.mqtt_bridge.conftest import BridgeHarness, prefixed, seed_cases
 from tests.polling import wait_until
 
 
@@ -188,9 +190,9 @@ def test_a_message_is_acked_only_after_kafka_confirmed_it(harness: BridgeHarness
     stuck = harness.start(_rules(harness.prefix), settings.model_copy(update={"kafka": unreachable}))
     publisher = harness.publisher()
     publisher.publish(f"{harness.prefix}/fermenters/f9/temperature", "21.5", qos=1).wait_for_publish(10)
-    wait_until(lambda: stuck.bridge.messages_received == 1, what="message received by the stuck bridge")
-    wait_until(lambda: not stuck.bridge.kafka_health()[0], timeout_s=10, what="kafka health failing")
-    assert "unconfirmed" in stuck.bridge.kafka_health()[1]
+    wait_until(lambda: stuck.service.bridge.messages_received == 1, what="message received by the stuck bridge")
+    wait_until(lambda: not stuck.service.bridge.kafka_health()[0], timeout_s=10, what="kafka health failing")
+    assert "unconfirmed" in stuck.service.bridge.kafka_health()[1]
     wait_until(lambda: _metric("telestack_mqtt_bridge_delivery_failures_total") > failures, what="failures counted")
     stuck.stop()  # nothing was confirmed, so nothing was acknowledged
 
@@ -221,21 +223,21 @@ def test_shared_subscription_splits_messages_between_replicas(harness: BridgeHar
     group = f"g{harness.unique}"
     one = harness.start(_rules(harness.prefix), harness.settings(client_id=f"a-{harness.unique}", share_group=group))
     two = harness.start(_rules(harness.prefix), harness.settings(client_id=f"b-{harness.unique}", share_group=group))
-    assert one.bridge.subscriptions[0].startswith(f"$share/{group}/")
+    assert one.service.bridge.subscriptions[0].startswith(f"$share/{group}/")
     collector = harness.collector()
     publisher = harness.publisher()
     for i in range(200):
         publisher.publish(f"{harness.prefix}/plugs/p{i % 7}/report", json.dumps({"seq": i}), qos=1)
     publisher.publish(f"{harness.prefix}/plugs/p0/report", json.dumps({"seq": 200}), qos=1).wait_for_publish(10)
     collector.until(lambda: len(collector.records[harness.topics.telemetry]) >= 201, what="all messages")
-    assert one.bridge.messages_received + two.bridge.messages_received == 201
-    assert one.bridge.messages_received > 20 and two.bridge.messages_received > 20
+    assert one.service.bridge.messages_received + two.service.bridge.messages_received == 201
+    assert one.service.bridge.messages_received > 20 and two.service.bridge.messages_received > 20
 
 
 def test_health_and_metrics_report_the_connection(harness: BridgeHarness) -> None:
     running = harness.start(_rules(harness.prefix))
-    assert running.bridge.mqtt_health() == (True, "connected and subscribed (connection 1)")
-    assert running.bridge.kafka_health()[0]
+    assert running.service.bridge.mqtt_health() == (True, "connected and subscribed (connection 1)")
+    assert running.service.bridge.kafka_health()[0]
 
 
 def test_simulated_devices_through_the_bridge(harness: BridgeHarness, shipped_rules: RuleSet) -> None:
@@ -279,10 +281,12 @@ def test_simulated_devices_through_the_bridge(harness: BridgeHarness, shipped_ru
     assert measurements == {b"fermenter", b"plug", b"teleinfo"}
 
 
-def _settled(running: RunningBridge) -> bool:
+def _settled(running: RunningService[BridgeService]) -> bool:
     """Nothing waits for Kafka and nothing is set aside for another try: every message has ended."""
-    bridge = running.bridge
-    return running.producer.pending() == 0 and not (bridge._retries or bridge._suspects or bridge._refused_records)
+    bridge = running.service.bridge
+    return running.service.producer.pending() == 0 and not (
+        bridge._retries or bridge._suspects or bridge._refused_records
+    )
 
 
 def test_payload_larger_than_kafka_accepts_is_dead_lettered_truncated_and_acked(harness: BridgeHarness) -> None:

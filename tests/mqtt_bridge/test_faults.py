@@ -184,17 +184,17 @@ def test_bridge_resumes_by_itself_after_mosquitto_restarts(
 
     with capture_logs() as logs:
         _terminate(server)
-        wait_until(lambda: not running.bridge.connected, what="bridge noticed the broker is gone")
+        wait_until(lambda: not running.service.bridge.connected, what="bridge noticed the broker is gone")
     assert _disconnects() == disconnects + 1
     assert [e for e in logs if e["event"].startswith("mqtt disconnected") and e["log_level"] == "warning"]
-    wait_until(lambda: not running.bridge.mqtt_health()[0], timeout_s=10, what="health failing past the bound")
-    assert "disconnected for" in running.bridge.mqtt_health()[1]
+    wait_until(lambda: not running.service.bridge.mqtt_health()[0], timeout_s=10, what="health failing past the bound")
+    assert "disconnected for" in running.service.bridge.mqtt_health()[1]
 
     server.start()
     server.wait_ready(30)
     publish(range(100, 200))  # likely before the bridge is back: queued in its restored session
-    wait_until(lambda: running.bridge.connected, timeout_s=40, what="bridge reconnected by itself")
-    assert running.bridge.mqtt_health()[0]
+    wait_until(lambda: running.service.bridge.connected, timeout_s=40, what="bridge reconnected by itself")
+    assert running.service.bridge.mqtt_health()[0]
     publish(range(200, 300))
     collector.until(lambda: in_kafka(300), timeout_s=30, what="every batch after the restart")
     assert set(_seqs([r.value for r in collector.records[harness.topics.telemetry]])) == set(range(300))

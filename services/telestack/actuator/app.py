@@ -513,10 +513,10 @@ def _add_routes(app: FastAPI, max_wait_s: float) -> None:
     )
     async def healthz(service: Service) -> JSONResponse:
         checks = service.health()
-        healthy = all(ok for ok, _ in checks.values())
+        healthy = all(check.ok for check in checks)
         body = Health(
             status="ok" if healthy else "failing",
-            checks={name: CheckResult(ok=ok, detail=detail) for name, (ok, detail) in checks.items()},
+            checks={check.name: CheckResult(ok=check.ok, detail=check.detail) for check in checks},
         )
         return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
 

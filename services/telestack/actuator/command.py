@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 
 from fastapi import FastAPI
 
@@ -15,10 +16,11 @@ from telestack.actuator.tokens import TokenStore
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.kafka import KafkaProducer
 from telestack.core.mqtt import make_client
-from telestack.core.runtime import configure_logging, get_logger
+from telestack.core.runtime import Check, Logger, Shutdown, get_logger
+from telestack.core.service import ServiceBase, run_service
 from telestack.core.topics import require_topics
 
-__all__ = ["build_app", "configure", "run"]
+__all__ = ["ActuatorProcess", "build_app", "configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,19 +39,48 @@ def build_app(settings: ActuatorSettings) -> FastAPI:
     return create_app(ActuatorService(settings, registry, tokens, producer, client))
 
 
+class ActuatorProcess(ServiceBase):
+    """The app under uvicorn. It serves /healthz and /metrics itself, on its API port; the app's lifespan starts
+    and stops the `ActuatorService`."""
+
+    name = "actuator"
+
+    def __init__(self, settings: ActuatorSettings, log: Logger | None = None) -> None:
+        self.options = settings.actuator
+        self.log: Logger = log if log is not None else get_logger("actuator")
+        self.app = build_app(settings)
+        self.service: ActuatorService = self.app.state.service
+        self.server = ActuatorServer(uvicorn_config(self.app, self.options))
+
+    def health(self) -> list[Check]:
+        return self.service.health()
+
+    def run(self, shutdown: Shutdown) -> int:
+        """Serve until SIGTERM/SIGINT (uvicorn's own handlers: stop accepting, drain) or `shutdown` is set."""
+        options = self.options
+        if self.service.tokens.active_count() == 0:
+            self.log.warning(
+                "no active token: every API call will get 401; create one with 'telestack tokens create'",
+                tokens_file=str(options.tokens_file),
+            )
+        scheme = "https" if options.tls_certfile else "http"
+        self.log.info("serving", url=f"{scheme}://{options.http.host}:{options.http.port}{options.root_path}/ui")
+        served = threading.Event()
+
+        def stop_on_shutdown() -> None:
+            while not served.is_set():
+                if shutdown.wait(0.2):
+                    self.server.should_exit = True
+                    return
+
+        threading.Thread(target=stop_on_shutdown, name="actuator-shutdown", daemon=True).start()
+        try:
+            self.server.run()
+        finally:
+            served.set()
+        return 0 if self.server.started else 1
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(ActuatorSettings, args)
-    configure_logging(settings.log, "actuator")
-    log = get_logger("actuator")
-    options = settings.actuator
-    app = build_app(settings)
-    if app.state.service.tokens.active_count() == 0:
-        log.warning(
-            "no active token: every API call will get 401; create one with 'telestack tokens create'",
-            tokens_file=str(options.tokens_file),
-        )
-    server = ActuatorServer(uvicorn_config(app, options))
-    scheme = "https" if options.tls_certfile else "http"
-    log.info("serving", url=f"{scheme}://{options.http.host}:{options.http.port}{options.root_path}/ui")
-    server.run()  # handles SIGTERM/SIGINT: stops accepting, drains requests, then the lifespan stops the service
-    return 0 if server.started else 1
+    return run_service("actuator", settings, lambda log: ActuatorProcess(settings, log), http=None)

@@ -47,7 +47,7 @@ from telestack.actuator.tokens import Principal, TokenStore
 from telestack.actuator.tracker import CommandRecord, CommandTracker
 from telestack.core.commands import DeviceAck, DeviceCommand
 from telestack.core.kafka import KafkaProducer, Record
-from telestack.core.runtime import get_logger
+from telestack.core.runtime import Check, get_logger
 
 __all__ = ["ActuatorService", "IngestResult"]
 
@@ -152,14 +152,15 @@ class ActuatorService:
                 record.owned = True
                 self._schedule_timeout(record)
 
-    def health(self) -> dict[str, tuple[bool, str]]:
+    def health(self) -> list[Check]:
         tokens_ok = self.tokens.load_error is None
-        return {
-            "mqtt": (self.link.connected, "connected" if self.link.connected else "not connected to the broker"),
-            "kafka": self.kafka.healthy(),
-            "commands_log": self.reader.healthy(),
-            "tokens": (tokens_ok, self.tokens.load_error or f"{self.tokens.active_count()} active tokens"),
-        }
+        connected = self.link.connected
+        return [
+            Check("mqtt", connected, "connected" if connected else "not connected to the broker"),
+            Check.of("kafka", self.kafka.healthy),
+            Check.of("commands_log", self.reader.healthy),
+            Check("tokens", tokens_ok, self.tokens.load_error or f"{self.tokens.active_count()} active tokens"),
+        ]
 
     # --- auth ----------------------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from telestack.alerting.rules_watcher import load_all
 from telestack.alerting.service import AlertingService
 from telestack.alerting.settings import AlertingSettings
 from telestack.core.cli import add_settings_arguments, settings_from_args
-from telestack.core.runtime import service_runtime
+from telestack.core.runtime import Logger
+from telestack.core.service import run_service
 
 __all__ = ["configure", "run"]
 
@@ -25,16 +26,16 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(AlertingSettings, args)
     # A bad rules file (or the device registry its no-data rules expect devices from) stops here, naming the line.
     loaded = load_all(settings.alerting.rules, settings.alerting.devices_file)
-    service = AlertingService(settings, loaded.ruleset, expected=loaded.expected)  # a missing secret stops here
-    with service_runtime("alerting", settings.log, settings.alerting.http) as rt:
-        service.log = rt.log
-        for name, probe in service.health_checks().items():
-            rt.health.add_check(name, probe)
-        rt.log.info(
+
+    def build(log: Logger) -> AlertingService:
+        log.info(
             "rules loaded",
             file=str(settings.alerting.rules),
             rules=len(loaded.ruleset.rules),
             expected={rule: list(ids) for rule, ids in loaded.expected.items()},
         )
-        service.run(rt.shutdown)
-    return 0
+        return service
+
+    # Built before anything is served, so a missing notifier secret stops here, naming the variable.
+    service = AlertingService(settings, loaded.ruleset, expected=loaded.expected)
+    return run_service("alerting", settings, build, http=settings.alerting.http)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from confluent_kafka import KafkaException
 from prometheus_client import Counter, Gauge
@@ -39,7 +38,8 @@ from telestack.alerting.state_store import KafkaStateStore
 from telestack.core.errors import LineProtocolError, TelestackError
 from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, TopicPartition, admin_client
 from telestack.core.lineproto import Point, iter_lines, parse_line, parse_lines
-from telestack.core.runtime import Shutdown, get_logger
+from telestack.core.runtime import Check, Logger, Shutdown, get_logger
+from telestack.core.service import ServiceBase
 from telestack.core.topics import require_topics
 
 __all__ = ["AlertingService", "parse_record"]
@@ -68,8 +68,10 @@ def parse_record(value: bytes) -> tuple[list[Point], int]:
         return points, bad
 
 
-class AlertingService:
+class AlertingService(ServiceBase):
     """The running service; `run` loops until `shutdown` is set. Built from settings and a rule set."""
+
+    name = "alerting"
 
     def __init__(
         self,
@@ -78,13 +80,13 @@ class AlertingService:
         *,
         expected: dict[str, tuple[str, ...]] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
-        log: Any = None,
+        log: Logger | None = None,
     ) -> None:
         self.settings = settings
         self.options = settings.alerting
         self.ruleset = ruleset
         self.clock_ns = clock_ns
-        self.log = log or get_logger("alerting")
+        self.log: Logger = log if log is not None else get_logger("alerting")
         self.engine = AlertEngine(ruleset, expected)
         self.watcher = RulesWatcher(self.options.rules, self.options.devices_file, self.options.reload_interval_s)
         self._retiring: list[NotifierWorker] = []  # replaced by a reload; stopped once they have sent their queue
@@ -140,7 +142,7 @@ class AlertingService:
     def _kafka_error(self, message: str) -> None:
         self.last_error = message
 
-    def run(self, shutdown: Shutdown) -> None:
+    def run(self, shutdown: Shutdown) -> int:
         """Open clients, loop until `shutdown`, then drain and close."""
         self.open()
         try:
@@ -148,8 +150,9 @@ class AlertingService:
                 self.step()
         finally:
             self.close()
+        return 0
 
-    def close(self) -> None:
+    def _close(self) -> None:
         now = self.clock_ns()
         deadline = time.monotonic() + 5
         while self.dispatcher.busy and time.monotonic() < deadline:  # let deliveries under way finish
@@ -439,7 +442,10 @@ class AlertingService:
 
     # --- health --------------------------------------------------------------------------------------
 
-    def health_checks(self) -> dict[str, Callable[[], tuple[bool, str]]]:
+    def health(self) -> list[Check]:
+        return [Check.of(name, probe) for name, probe in self._probes().items()]
+
+    def _probes(self) -> dict[str, Callable[[], tuple[bool, str]]]:
         checks: dict[str, Callable[[], tuple[bool, str]]] = {}
 
         def kafka() -> tuple[bool, str]:

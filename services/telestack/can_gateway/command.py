@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from telestack.can_gateway import metrics
 from telestack.can_gateway.databases import DecoderSet
@@ -14,7 +13,8 @@ from telestack.can_gateway.sources import BusSource, FrameSource, LogReplaySourc
 from telestack.can_gateway.spool import DiskSpool, OutRecord
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.kafka import KafkaProducer
-from telestack.core.runtime import get_logger, service_runtime
+from telestack.core.runtime import Logger, get_logger
+from telestack.core.service import run_service
 
 __all__ = ["build_gateway", "configure", "run"]
 
@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, CanGatewaySettings)
 
 
-def build_gateway(settings: CanGatewaySettings, log: Any = None) -> Gateway:
+def build_gateway(settings: CanGatewaySettings, log: Logger | None = None) -> Gateway:
     """Everything the gateway needs, from settings; raises `TelestackError` subclasses naming what is wrong."""
     options = settings.can_gateway
     log = log if log is not None else get_logger("can-gateway")
@@ -53,18 +53,18 @@ def build_gateway(settings: CanGatewaySettings, log: Any = None) -> Gateway:
         log=log,
         on_delivered=delivered,
     )
-    return Gateway(options, settings.kafka.topics, outbox, sources, decoders, log=log)
+    gateway = Gateway(options, settings.kafka.topics, outbox, sources, decoders, log=log)
+    log.info(
+        "reading",
+        sources=[source.name for source in gateway.sources],
+        vehicle=options.vehicle,
+        databases=[str(p) for p in gateway.decoders.files],
+    )
+    return gateway
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(CanGatewaySettings, args)
-    with service_runtime("can-gateway", settings.log, settings.can_gateway.http) as rt:
-        gateway = build_gateway(settings, rt.log)
-        rt.health.add_check("gateway", gateway.health)
-        rt.log.info(
-            "reading",
-            sources=[source.name for source in gateway.sources],
-            vehicle=settings.can_gateway.vehicle,
-            databases=[str(p) for p in gateway.decoders.files],
-        )
-        return gateway.run(rt.shutdown)
+    return run_service(
+        "can-gateway", settings, lambda log: build_gateway(settings, log), http=settings.can_gateway.http
+    )

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from cantools.database import Database
 
 from telestack.can_gateway.decoder import BusDecoder, compile_bus, load_databases
 from telestack.can_gateway.errors import CanGatewayError, MappingError
 from telestack.can_gateway.settings import GatewayOptions
+from telestack.core.runtime import Logger, get_logger
 
 __all__ = ["DatabaseWatcher", "DecoderSet"]
 
@@ -77,9 +77,9 @@ class DecoderSet:
 class DatabaseWatcher:
     """Polls the database files every `interval_s`; `take()` returns a freshly built set once, after a change."""
 
-    def __init__(self, current: DecoderSet, interval_s: float, log: Any = None) -> None:
+    def __init__(self, current: DecoderSet, interval_s: float, log: Logger | None = None) -> None:
         self.interval_s = interval_s
-        self.log = log
+        self.log: Logger = log if log is not None else get_logger("can-gateway")
         self.reloads = 0
         self.failures = 0
         self.last_error: str | None = None
@@ -114,15 +114,13 @@ class DatabaseWatcher:
             current.mtimes = seen  # do not retry the same broken file every interval
             self.failures += 1
             self.last_error = str(exc)
-            if self.log is not None:
-                self.log.error("database reload failed; keeping the running decoders", error=str(exc))
+            self.log.error("database reload failed; keeping the running decoders", error=str(exc))
             return
         self._current = fresh
         self.reloads += 1
         with self._lock:
             self._ready = fresh
-        if self.log is not None:
-            self.log.info("databases reloaded", files=[str(p) for p in fresh.files], buses=fresh.bus_names)
+        self.log.info("databases reloaded", files=[str(p) for p in fresh.files], buses=fresh.bus_names)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

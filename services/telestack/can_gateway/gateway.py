@@ -25,7 +25,8 @@ from telestack.can_gateway.settings import GatewayOptions
 from telestack.can_gateway.sources import FrameSource
 from telestack.can_gateway.spool import OutRecord
 from telestack.core.lineproto import Point, format_point
-from telestack.core.runtime import Shutdown
+from telestack.core.runtime import Check, Logger, Shutdown, get_logger
+from telestack.core.service import ServiceBase
 from telestack.core.settings import TopicSettings
 
 __all__ = ["Gateway", "GatewayStats"]
@@ -60,7 +61,11 @@ class _RawBatch:
     started: float = 0.0
 
 
-class Gateway:
+class Gateway(ServiceBase):
+    """The can-gateway service: `run` reads, decodes and sends until shutdown, then drains into the spool."""
+
+    name = "can-gateway"
+
     def __init__(
         self,
         options: GatewayOptions,
@@ -69,14 +74,14 @@ class Gateway:
         sources: list[FrameSource],
         decoders: DecoderSet,
         *,
-        log: Any = None,
+        log: Logger | None = None,
     ) -> None:
         self.options = options
         self.topics = topics
         self.outbox = outbox
         self.sources = sources
         self.decoders = decoders
-        self.log = log
+        self.log: Logger = log if log is not None else get_logger("can-gateway")
         self.stats = GatewayStats()
         self.watcher = DatabaseWatcher(decoders, options.reload_interval_s, log)
         self.failed_source: FrameSource | None = None
@@ -91,10 +96,12 @@ class Gateway:
         self._published_dropped = 0
         self._aggregators: dict[str, Aggregator] = {}
         self._grace_s = options.aggregation.grace_s
+        self._ran = False
 
     # --- the loop ---
     def run(self, shutdown: Shutdown) -> int:
         """Run until `shutdown` is set or every source ended (replays); returns the exit status."""
+        self._ran = True
         self.watcher.start()
         for source in self.sources:
             source.start(self._emit, self._stop_sources)
@@ -132,18 +139,16 @@ class Gateway:
             self.flush(time.monotonic(), force=True)
             left = self.outbox.close(10.0 if shutdown.is_set() else 60.0)
             self.publish_metrics()
-            if self.log is not None:
-                self.log.info(
-                    "gateway stopped",
-                    frames=self.stats.frames,
-                    lines=self.stats.lines,
-                    left_in_spool=left,
-                )
+            self.log.info(
+                "gateway stopped",
+                frames=self.stats.frames,
+                lines=self.stats.lines,
+                left_in_spool=left,
+            )
         for source in self.sources:
             if source.error is not None:
                 self.failed_source = source
-                if self.log is not None:
-                    self.log.error("source failed", source=source.name, error=str(source.error))
+                self.log.error("source failed", source=source.name, error=str(source.error))
                 return 1
         return 0
 
@@ -198,8 +203,7 @@ class Gateway:
         """Lines (or windows) the aggregator refused go to the dead-letter topic with the reason, one each."""
         for line, reason in aggregator.take_rejected():
             metrics.DEAD_LETTERS.labels(bus, "aggregation").inc()
-            if self.log is not None:
-                self.log.warning("line refused by the aggregator; dead-lettered", bus=bus, error=reason)
+            self.log.warning("line refused by the aggregator; dead-lettered", bus=bus, error=reason)
             headers = [
                 ("reason", b"aggregation"),
                 ("detail", reason[:1000].encode()),
@@ -305,7 +309,14 @@ class Gateway:
             metrics.SPOOL_DROPPED_FRAMES.inc(dropped - self._published_dropped)
             self._published_dropped = dropped
 
-    def health(self) -> tuple[bool, str]:
+    def _close(self) -> None:
+        if not self._ran:  # `run` drains the outbox itself on its way out
+            self.outbox.close(0)
+
+    def health(self) -> list[Check]:
+        return [Check.of("gateway", self._link_health)]
+
+    def _link_health(self) -> tuple[bool, str]:
         spool = self.outbox.spool
         if not self.outbox.link_up:
             return False, f"Kafka unreachable; {len(spool)} records spooled"

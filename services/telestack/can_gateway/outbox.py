@@ -22,11 +22,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from telestack.can_gateway.spool import DiskSpool, OutRecord
 from telestack.core.errors import DeliveryError
 from telestack.core.kafka import Delivery, Producer
+from telestack.core.runtime import Logger, get_logger
 
 __all__ = ["Outbox", "OutboxStats"]
 
@@ -57,7 +57,7 @@ class Outbox:
         stall_timeout_s: float = 10.0,
         retry_interval_s: float = 2.0,
         max_in_flight_bytes: int = 32 * 1024 * 1024,
-        log: Any = None,
+        log: Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_delivered: Callable[[OutRecord], None] | None = None,
     ) -> None:
@@ -66,7 +66,7 @@ class Outbox:
         self.stall_timeout_s = stall_timeout_s
         self.retry_interval_s = retry_interval_s
         self.max_in_flight_bytes = max_in_flight_bytes
-        self.log = log
+        self.log: Logger = log if log is not None else get_logger("can-gateway")
         self.clock = clock
         self.on_delivered = on_delivered
         self.stats = OutboxStats()
@@ -208,19 +208,17 @@ class Outbox:
         self.stats.outages += 1
         self._down_since = self.clock()
         self._next_probe = self.clock() + self.retry_interval_s
-        if self.log is not None:
-            self.log.warning("Kafka unreachable: spooling to disk", reason=reason, spool=str(self.spool.directory))
+        self.log.warning("Kafka unreachable: spooling to disk", reason=reason, spool=str(self.spool.directory))
 
     def _link_restored(self) -> None:
         self.link_up = True
         down_for = self.clock() - (self._down_since or self.clock())
-        if self.log is not None:
-            self.log.info(
-                "Kafka reachable again: draining the spool",
-                down_s=round(down_for, 1),
-                spooled_records=len(self.spool),
-                unconfirmed=len(self._pending),
-            )
+        self.log.info(
+            "Kafka reachable again: draining the spool",
+            down_s=round(down_for, 1),
+            spooled_records=len(self.spool),
+            unconfirmed=len(self._pending),
+        )
 
     def _probe(self, now: float) -> None:
         if any(not p.failed for p in self._pending.values()):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from telestack.can_gateway.errors import SpoolError
+from telestack.core.runtime import Logger, get_logger
 
 __all__ = ["DiskSpool", "OutRecord"]
 
@@ -118,13 +119,13 @@ class DiskSpool:
         max_bytes: int,
         segment_bytes: int,
         on_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest",
-        log: Any = None,
+        log: Logger | None = None,
     ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = min(segment_bytes, max_bytes)
         self.on_full = on_full
-        self.log = log
+        self.log: Logger = log if log is not None else get_logger("can-gateway")
         self.dropped_records = 0
         self.dropped_frames = 0
         self._segments: deque[_Segment] = deque()
@@ -224,14 +225,14 @@ class DiskSpool:
 
     def _make_room(self, size: int, record: OutRecord) -> bool:
         if self.size_bytes + size <= self.max_bytes:
-            if self._refusing and self.log is not None:
+            if self._refusing:
                 self.log.info("spool has room again; spooling new records", spool_bytes=self.size_bytes)
             self._refusing = False
             return True
         if self.on_full == "drop_newest":
             self.dropped_records += 1
             self.dropped_frames += record.frames
-            if not self._refusing and self.log is not None:
+            if not self._refusing:
                 self.log.warning(
                     "spool full: dropping NEW records until Kafka drains it",
                     spool_bytes=self.size_bytes,
@@ -261,7 +262,7 @@ class DiskSpool:
             victim.path.unlink(missing_ok=True)
         self.dropped_records += records
         self.dropped_frames += frames
-        if self.log is not None and records:
+        if records:
             self.log.warning(
                 "spool full: dropped the OLDEST spooled data",
                 dropped_records=records,
@@ -334,7 +335,7 @@ class DiskSpool:
                 break
             records.append(_decode_payload(zlib.decompress(payload), created, frames, first_ts, segment.id))
             pos += _ENTRY.size + length
-        if pos < len(data) and self.log is not None:
+        if pos < len(data):
             self.log.warning("spool segment has a torn entry at its end; dropped it", segment=str(segment.path), at=pos)
         return records, pos
 
@@ -355,7 +356,7 @@ class DiskSpool:
             segment.first_created, segment.first_ts = records[0].created, records[0].first_ts
             segment.last_ts = records[-1].first_ts
             self._segments.append(segment)
-        if self._segments and self.log is not None:
+        if self._segments:
             self.log.info(
                 "spool holds records from a previous run; they are sent first",
                 records=len(self),

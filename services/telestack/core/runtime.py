@@ -1,23 +1,23 @@
 """What every service process shares: structured logs, graceful shutdown, ``/healthz`` and ``/metrics``.
 
-A service's ``main`` calls `configure_logging`, creates a `Shutdown` (SIGTERM and SIGINT set it), starts a
-`HealthServer` with its health checks, and runs its loop until ``shutdown.is_set()``; then it drains.
+`telestack.core.service.run_service` puts these together for every service: it calls `configure_logging`,
+routes SIGTERM and SIGINT to a `Shutdown` (and restores the previous handlers after), serves the service's
+`Check` list on a `HealthServer`, and runs the service until ``shutdown.is_set()``; then it drains.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -25,16 +25,31 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from telestack.core.settings import HttpSettings, LogSettings
 
 __all__ = [
+    "Check",
     "HealthCheck",
     "HealthServer",
-    "ServiceRuntime",
+    "Logger",
     "Shutdown",
     "configure_logging",
     "get_logger",
-    "service_runtime",
+    "silent_logger",
 ]
 
-get_logger = structlog.get_logger
+Logger = structlog.typing.FilteringBoundLogger
+"""The one logger type services take: what `get_logger` returns once `configure_logging` ran."""
+
+
+def get_logger(name: str) -> Logger:
+    return cast(Logger, structlog.get_logger(name))
+
+
+def _drop(logger: Any, method: str, event: Any) -> Any:
+    raise structlog.DropEvent
+
+
+def silent_logger() -> Logger:
+    """A `Logger` that writes nothing: for a one-shot command whose output is its result (``--once``)."""
+    return cast(Logger, structlog.wrap_logger(None, processors=[_drop]))
 
 
 def configure_logging(settings: LogSettings, service: str) -> None:
@@ -66,12 +81,22 @@ class Shutdown:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> Shutdown:
-        """Route SIGTERM and SIGINT here (main thread only). A second signal exits at once."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        """Route SIGTERM and SIGINT here (main thread only). A second signal exits at once.
+
+        `uninstall` puts back the handlers found here."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.signal(signum, self._on_signal)
+            self._previous.setdefault(signum, previous)
         return self
+
+    def uninstall(self) -> None:
+        """Restore the handlers `install` replaced (idempotent)."""
+        while self._previous:
+            signum, previous = self._previous.popitem()
+            signal.signal(signum, previous)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._event.is_set():
@@ -87,6 +112,24 @@ class Shutdown:
 
     def wait(self, timeout_s: float | None = None) -> bool:
         return self._event.wait(timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One named result of a health probe: the one health shape every service reports."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    @classmethod
+    def of(cls, name: str, probe: Callable[[], tuple[bool, str]]) -> Check:
+        """The result of `probe`; a probe that raises is unhealthy, not a crashed endpoint."""
+        try:
+            ok, detail = probe()
+        except Exception as exc:
+            return cls(name, False, f"probe raised {exc!r}")
+        return cls(name, ok, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +159,7 @@ class HealthServer:
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self.checks = list(checks or [])
+        self.sources: list[tuple[str, Callable[[], list[Check]]]] = []
         self.registry = registry
         self.started_at = time.time()
         server = self
@@ -151,17 +195,24 @@ class HealthServer:
     def add_check(self, name: str, probe: Callable[[], tuple[bool, str]]) -> None:
         self.checks.append(HealthCheck(name, probe))
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        results: dict[str, Any] = {}
-        healthy = True
-        for check in self.checks:
+    def add_checks(self, name: str, source: Callable[[], list[Check]]) -> None:
+        """Report every `Check` that `source` returns (a service's `health`); if it raises, one failing `name`."""
+        self.sources.append((name, source))
+
+    def results(self) -> list[Check]:
+        results = [Check.of(check.name, check.probe) for check in self.checks]
+        for name, source in self.sources:
             try:
-                ok, detail = check.probe()
+                results.extend(source())
             except Exception as exc:  # a broken probe is an unhealthy service, not a crashed endpoint
-                ok, detail = False, f"probe raised {exc!r}"
-            healthy = healthy and ok
-            results[check.name] = {"ok": ok, "detail": detail}
-        return healthy, {"status": "ok" if healthy else "failing", "checks": results}
+                results.append(Check(name, False, f"probe raised {exc!r}"))
+        return results
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        results = self.results()
+        healthy = all(check.ok for check in results)
+        checks = {check.name: {"ok": check.ok, "detail": check.detail} for check in results}
+        return healthy, {"status": "ok" if healthy else "failing", "checks": checks}
 
     def start(self) -> HealthServer:
         self._thread.start()
@@ -170,35 +221,3 @@ class HealthServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceRuntime:
-    """What a running service gets from `service_runtime`."""
-
-    shutdown: Shutdown
-    health: HealthServer
-    log: Any
-
-
-@contextlib.contextmanager
-def service_runtime(name: str, log_settings: LogSettings, http: HttpSettings) -> Iterator[ServiceRuntime]:
-    """Logs configured, SIGTERM/SIGINT routed to a `Shutdown`, /healthz and /metrics served; torn down after.
-
-    Usage in a service's ``run``::
-
-        with service_runtime("influx-writer", settings.log, settings.influx_writer.http) as rt:
-            rt.health.add_check("kafka", ...)
-            while not rt.shutdown.is_set():
-                ...
-    """
-    configure_logging(log_settings, name)
-    log = get_logger(name)
-    shutdown = Shutdown().install()
-    health = HealthServer(http).start()
-    log.info("started", health=f"http://{http.host}:{health.port}/healthz")
-    try:
-        yield ServiceRuntime(shutdown, health, log)
-    finally:
-        health.stop()
-        log.info("stopped", reason=shutdown.reason or "loop ended")

@@ -8,12 +8,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from telestack.core.backoff import Backoff
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.influx_http import InfluxHttp
-from telestack.core.runtime import service_runtime
+from telestack.core.runtime import Logger, silent_logger
+from telestack.core.service import run_service
 from telestack.influx_writer.downsampling import Downsampler
 from telestack.influx_writer.settings import DownsamplerSettings
 
@@ -45,9 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def build_downsampler(
     settings: DownsamplerSettings,
     api: InfluxHttp,
-    log: Any = None,
+    log: Logger | None = None,
     sleep: Callable[[float], bool] | None = None,
 ) -> Downsampler:
+    """The downsampler on `api` (which it closes when closed)."""
     options = settings.downsampler
     return Downsampler(
         api,
@@ -64,24 +65,20 @@ def build_downsampler(
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(DownsamplerSettings, args)
     token = settings.influx.require_token()
-    api = InfluxHttp(settings.influx, token=token, gzip_level=0)
-    try:
-        if args.redo is not None or args.once:
-            downsampler = build_downsampler(settings, api)
-            if args.redo is not None:
-                done = downsampler.redo(*args.redo)
-                sys.stdout.write(f"aggregated {len(done)} windows again\n")
-            else:
-                result = downsampler.run_pass()
-                sys.stdout.write(
-                    f"aggregated {len(result.new)} new windows, {len(result.late)} again for late data, "
-                    f"skipped {len(result.skipped)}\n"
-                )
-            return 0
-        with service_runtime("downsample", settings.log, settings.downsampler.http) as rt:
-            downsampler = build_downsampler(settings, api, log=rt.log, sleep=rt.shutdown.wait)
-            rt.health.add_check("influx", downsampler.health)
-            downsampler.run(rt.shutdown.is_set)
-    finally:
-        api.close()
+
+    def build(log: Logger) -> Downsampler:
+        return build_downsampler(settings, InfluxHttp(settings.influx, token=token, gzip_level=0), log)
+
+    if args.redo is None and not args.once:
+        return run_service("downsample", settings, build, http=settings.downsampler.http)
+    with build(silent_logger()) as downsampler:
+        if args.redo is not None:
+            done = downsampler.redo(*args.redo)
+            sys.stdout.write(f"aggregated {len(done)} windows again\n")
+        else:
+            result = downsampler.run_pass()
+            sys.stdout.write(
+                f"aggregated {len(result.new)} new windows, {len(result.late)} again for late data, "
+                f"skipped {len(result.skipped)}\n"
+            )
     return 0

@@ -54,6 +54,8 @@ from telestack.core.backoff import Backoff
 from telestack.core.durations import duration_seconds
 from telestack.core.errors import InfluxError, InfluxUnavailableError
 from telestack.core.influx_http import InfluxHttp
+from telestack.core.runtime import Check, Logger, Shutdown, get_logger
+from telestack.core.service import ServiceBase
 from telestack.influx_writer.settings import StorageOptions
 
 __all__ = [
@@ -240,12 +242,14 @@ class PassResult:
     watermark_s: int = 0
 
 
-class Downsampler:
+class Downsampler(ServiceBase):
     """Aggregates closed windows of the raw bucket into the downsampled bucket, one query at a time.
 
     `clock` gives the current Unix time (tests pass a fixed one); `sleep(seconds) -> bool` waits and returns True
     when the downsampler should stop (a `Shutdown`'s ``wait``).
     """
+
+    name = "downsample"
 
     def __init__(
         self,
@@ -258,7 +262,7 @@ class Downsampler:
         query_timeout_s: float = 300.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], bool] | None = None,
-        log: Any = None,
+        log: Logger | None = None,
     ) -> None:
         self.api = api
         self.raw_bucket = raw_bucket
@@ -273,8 +277,9 @@ class Downsampler:
         self.max_window_attempts = max_window_attempts
         self.query_timeout_s = query_timeout_s
         self.clock = clock
+        self._given_sleep = sleep  # a test's; else `run` waits on its shutdown, a one-shot pass on the clock
         self._sleep = sleep or _plain_sleep
-        self.log = log
+        self.log: Logger = log if log is not None else get_logger("downsample")
         self.watermark_s: int | None = None  # read from InfluxDB on the first pass
         self.first_s: int | None = None  # the first window ever, when no watermark was found (nothing before it)
         self.last_error: str | None = None
@@ -284,16 +289,18 @@ class Downsampler:
 
     # --- the loop -------------------------------------------------------------------------------------------
 
-    def run(self, should_stop: Callable[[], bool]) -> None:
-        """Pass after pass until `should_stop()`: each one waits for the previous one to end (no overlap)."""
-        self._should_stop = should_stop
-        while not should_stop():
+    def run(self, shutdown: Shutdown) -> int:
+        """Pass after pass until `shutdown` is set: each one waits for the previous one to end (no overlap)."""
+        self._should_stop = shutdown.is_set
+        self._sleep = self._given_sleep or shutdown.wait
+        while not shutdown.is_set():
             try:
                 self.run_pass()
             except _Stopped:
-                return
+                return 0
             if self._sleep(self._until_next_window()):
-                return
+                return 0
+        return 0
 
     def run_pass(self) -> PassResult:
         """Aggregate every window due now (second passes, then new windows, oldest first); return what was done."""
@@ -373,8 +380,7 @@ class Downsampler:
         else:
             watermark = self.first_s = (now - self.lookback_s) // self.window_s * self.window_s
         WATERMARK.set(watermark)
-        if self.log is not None:
-            self.log.info("downsampling resumes", watermark=_rfc3339(watermark), from_marker=found is not None)
+        self.log.info("downsampling resumes", watermark=_rfc3339(watermark), from_marker=found is not None)
         return watermark
 
     def _write_watermark(self, end_s: int) -> None:
@@ -410,13 +416,12 @@ class Downsampler:
                 refused += 1
                 if refused >= self.max_window_attempts:
                     SKIPPED.inc()
-                    if self.log is not None:
-                        self.log.error(
-                            "window skipped: InfluxDB refused its aggregation",
-                            window=_rfc3339(start_s),
-                            attempts=refused,
-                            error=str(exc),
-                        )
+                    self.log.error(
+                        "window skipped: InfluxDB refused its aggregation",
+                        window=_rfc3339(start_s),
+                        attempts=refused,
+                        error=str(exc),
+                    )
                     return False
                 if self._sleep(self.backoff.delay(attempt)):
                     raise _Stopped from exc
@@ -469,12 +474,11 @@ class Downsampler:
 
     def _failed(self, exc: InfluxError, start_s: int | None) -> None:
         self.last_error = str(exc)
-        if self.log is not None:
-            self.log.warning(
-                "downsampling query failed",
-                window=_rfc3339(start_s) if start_s is not None else None,
-                error=str(exc),
-            )
+        self.log.warning(
+            "downsampling query failed",
+            window=_rfc3339(start_s) if start_s is not None else None,
+            error=str(exc),
+        )
 
     def _until_next_window(self) -> float:
         """Seconds until the next window is due, looking again at least every ``downsample_every``."""
@@ -482,7 +486,13 @@ class Downsampler:
         next_due = ((now - self.offset_s) // self.window_s + 1) * self.window_s + self.offset_s
         return max(0.5, min(float(self.every_s), next_due - now))
 
-    def health(self) -> tuple[bool, str]:
+    def health(self) -> list[Check]:
+        return [Check.of("influx", self.influx_health)]
+
+    def _close(self) -> None:
+        self.api.close()
+
+    def influx_health(self) -> tuple[bool, str]:
         if self.last_error is not None:
             return False, self.last_error
         if self.watermark_s is None:

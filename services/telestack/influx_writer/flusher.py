@@ -33,6 +33,7 @@ from telestack.core.errors import (
 )
 from telestack.core.kafka import Record
 from telestack.core.lineproto import iter_lines
+from telestack.core.runtime import Logger
 from telestack.influx_writer import metrics
 from telestack.influx_writer.adaptive import WriteSizer
 from telestack.influx_writer.batcher import Batch
@@ -94,7 +95,7 @@ class Flusher:
         backoff: Backoff,
         *,
         max_in_flight: int,
-        log: Any,
+        log: Logger,
         on_done: Callable[[FlushResult], None] | None = None,
         sizer: WriteSizer | None = None,
     ) -> None:

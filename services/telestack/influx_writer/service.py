@@ -14,10 +14,13 @@ long InfluxDB is down.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from telestack.core.errors import TelestackError
 from telestack.core.kafka import KafkaConsumer, TopicPartition
+from telestack.core.runtime import Check, Logger, get_logger
+from telestack.core.service import ServiceBase
 from telestack.influx_writer import metrics
 from telestack.influx_writer.batcher import Batcher
 from telestack.influx_writer.flusher import Flusher, FlushResult
@@ -42,14 +45,27 @@ class StopSignal(Protocol):
     def is_set(self) -> bool: ...
 
 
-class WriterService:
-    """One writer replica. `run` blocks until `stop` is set or a fatal error (raised) occurs."""
+class WriterService(ServiceBase):
+    """One writer replica. `run` blocks until `stop` is set or a fatal error (raised) occurs.
 
-    def __init__(self, settings: WriterSettings, flusher: Flusher, *, log: Any) -> None:
+    `closing`: what `close` releases after the run (the Kafka producer and InfluxDB client it was built with).
+    """
+
+    name = "influx-writer"
+
+    def __init__(
+        self,
+        settings: WriterSettings,
+        flusher: Flusher,
+        *,
+        log: Logger | None = None,
+        closing: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.settings = settings
         self.options = settings.influx_writer
         self.flusher = flusher
-        self.log = log
+        self.log: Logger = log if log is not None else get_logger("influx-writer")
+        self._closing = list(closing)
         self.batcher = Batcher(
             max_lines=self.options.batch_lines,
             max_bytes=self.options.batch_bytes,
@@ -60,6 +76,13 @@ class WriterService:
         self.full_since: float | None = None
         self.fatal: TelestackError | None = None
 
+    def health(self) -> list[Check]:
+        return [Check.of("influx", self.flusher.health.probe), Check.of("kafka", self.kafka_probe)]
+
+    def _close(self) -> None:
+        for close in self._closing:
+            close()
+
     def kafka_probe(self) -> tuple[bool, str]:
         consumer = self.consumer
         if consumer is None:
@@ -69,7 +92,7 @@ class WriterService:
             detail += f"; last error: {consumer.last_error}"
         return True, detail
 
-    def run(self, stop: StopSignal) -> None:
+    def run(self, stop: StopSignal) -> int:
         topic = self.settings.kafka.topics.telemetry
         consumer = KafkaConsumer(
             self.settings.kafka,
@@ -92,6 +115,7 @@ class WriterService:
             metrics.PAUSED.set(0)
         if self.fatal is not None:
             raise self.fatal
+        return 0
 
     def _step(self, consumer: KafkaConsumer) -> None:
         self._collect(consumer)

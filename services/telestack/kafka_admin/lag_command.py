@@ -12,11 +12,12 @@ from pydantic import Field
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.errors import KafkaError
-from telestack.core.runtime import service_runtime
+from telestack.core.runtime import Check, Logger, Shutdown, get_logger
+from telestack.core.service import ServiceBase, run_service
 from telestack.core.settings import HttpSettings, KafkaSettings, Section, TelestackSettings
 from telestack.kafka_admin.lag import LagProbe
 
-__all__ = ["LagOptions", "LagSettings", "configure", "run"]
+__all__ = ["LagOptions", "LagService", "LagSettings", "configure", "run"]
 
 LAG_PORT = 9105
 
@@ -36,34 +37,51 @@ class LagSettings(TelestackSettings):
     kafka_lag: LagOptions = Field(default_factory=lambda: LagOptions())
 
 
+class LagService(ServiceBase):
+    """Probes the lag of every watched group every `interval_s` and sets the gauges; healthy when Kafka answered."""
+
+    name = "kafka-lag"
+
+    def __init__(self, settings: LagSettings, log: Logger | None = None) -> None:
+        self.settings = settings
+        self.options = settings.kafka_lag
+        self.log: Logger = log if log is not None else get_logger("kafka-lag")
+        self.probe = LagProbe(settings.kafka, self.options.timeout_s)
+        self.last: tuple[bool, str] = (False, "no probe yet")  # one assignment: read from the HTTP thread
+
+    def health(self) -> list[Check]:
+        ok, detail = self.last
+        return [Check("kafka", ok, detail)]
+
+    def run(self, shutdown: Shutdown) -> int:
+        while not shutdown.is_set():
+            self.probe_once()
+            shutdown.wait(self.options.interval_s)
+        return 0
+
+    def probe_once(self) -> None:
+        try:
+            lags = self.probe.lag(self.options.groups or None)
+        except Exception as exc:  # KafkaError while Kafka is away; anything else is a bug: log, go on
+            UP.set(0)
+            self.last = (False, str(exc) or type(exc).__name__)
+            if isinstance(exc, KafkaError):
+                self.log.warning("lag probe failed", error=str(exc))
+            else:
+                self.log.error("lag probe failed unexpectedly", error=repr(exc))
+            self.probe = LagProbe(self.settings.kafka, self.options.timeout_s)  # fresh metadata for the next try
+            return
+        for group, topics in lags.items():
+            for topic, lag in topics.items():
+                LAG.labels(group, topic).set(lag)
+        UP.set(1)
+        self.last = (True, f"{len(lags)} groups")
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, LagSettings)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(LagSettings, args)
-    options = settings.kafka_lag
-    with service_runtime("kafka-lag", settings.log, options.http) as rt:
-        probe = LagProbe(settings.kafka, options.timeout_s)
-        last: list[tuple[bool, str]] = [(False, "no probe yet")]
-        rt.health.add_check("kafka", lambda: last[-1])
-        while not rt.shutdown.is_set():
-            try:
-                lags = probe.lag(options.groups or None)
-            except Exception as exc:  # KafkaError while Kafka is away; anything else is a bug: log, go on
-                UP.set(0)
-                last.append((False, str(exc) or type(exc).__name__))
-                if isinstance(exc, KafkaError):
-                    rt.log.warning("lag probe failed", error=str(exc))
-                else:
-                    rt.log.error("lag probe failed unexpectedly", error=repr(exc))
-                probe = LagProbe(settings.kafka, options.timeout_s)  # fresh metadata for the next try
-            else:
-                for group, topics in lags.items():
-                    for topic, lag in topics.items():
-                        LAG.labels(group, topic).set(lag)
-                UP.set(1)
-                last.append((True, f"{len(lags)} groups"))
-            del last[:-1]
-            rt.shutdown.wait(options.interval_s)
-    return 0
+    return run_service("kafka-lag", settings, lambda log: LagService(settings, log), http=settings.kafka_lag.http)

@@ -51,7 +51,7 @@ from telestack.core.backoff import Backoff
 from telestack.core.errors import KafkaError, RecordRejected
 from telestack.core.kafka import Delivery, KafkaProducer
 from telestack.core.mqtt import SESSION_EXPIRY_S, make_client
-from telestack.core.runtime import Shutdown, get_logger
+from telestack.core.runtime import Logger, Shutdown, get_logger
 from telestack.mqtt_bridge import metrics
 from telestack.mqtt_bridge.acks import AckRoute, ack_record
 from telestack.mqtt_bridge.errors import MappingError
@@ -192,13 +192,13 @@ class MqttBridge:
         rules: RuleSet,
         producer: KafkaProducer,
         *,
-        log: Any = None,
+        log: Logger | None = None,
     ) -> None:
         self.settings = settings
         self.options = settings.mqtt_bridge
         self.rules = rules
         self.producer = producer
-        self.log = log or get_logger("mqtt-bridge")
+        self.log: Logger = log if log is not None else get_logger("mqtt-bridge")
         topics = settings.kafka.topics
         self._telemetry_topic = topics.telemetry
         self._dlq_topic = topics.dlq

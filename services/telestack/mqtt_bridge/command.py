@@ -6,13 +6,34 @@ import argparse
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.kafka import KafkaProducer
-from telestack.core.runtime import service_runtime
+from telestack.core.runtime import Check, Logger, Shutdown
+from telestack.core.service import ServiceBase, run_service
 from telestack.core.topics import require_topics
 from telestack.mqtt_bridge.bridge import MqttBridge
-from telestack.mqtt_bridge.rules import load_rules
+from telestack.mqtt_bridge.rules import RuleSet, load_rules
 from telestack.mqtt_bridge.settings import BridgeSettings
 
-__all__ = ["configure", "run"]
+__all__ = ["BridgeService", "configure", "run"]
+
+
+class BridgeService(ServiceBase):
+    """The bridge and the Kafka producer it owns."""
+
+    name = "mqtt-bridge"
+
+    def __init__(self, settings: BridgeSettings, rules: RuleSet, log: Logger | None = None) -> None:
+        self.producer = KafkaProducer(settings.kafka)
+        self.bridge = MqttBridge(settings, rules, self.producer, log=log)
+
+    def health(self) -> list[Check]:
+        return [Check.of("mqtt", self.bridge.mqtt_health), Check.of("kafka", self.bridge.kafka_health)]
+
+    def run(self, shutdown: Shutdown) -> int:
+        self.bridge.run(shutdown)
+        return 0
+
+    def _close(self) -> None:
+        self.producer.close(timeout_s=5)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,16 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(BridgeSettings, args)
-    rules = load_rules(settings.mqtt_bridge.rules_file)
-    topics = settings.kafka.topics
-    with service_runtime("mqtt-bridge", settings.log, settings.mqtt_bridge.http) as rt:
+    rules = load_rules(settings.mqtt_bridge.rules_file)  # a bad rules file stops here, naming the line
+
+    def build(log: Logger) -> BridgeService:
+        topics = settings.kafka.topics
         require_topics(settings.kafka, [topics.telemetry, topics.dlq, topics.commands])
-        producer = KafkaProducer(settings.kafka)
-        bridge = MqttBridge(settings, rules, producer, log=rt.log)
-        rt.health.add_check("mqtt", bridge.mqtt_health)
-        rt.health.add_check("kafka", bridge.kafka_health)
-        try:
-            bridge.run(rt.shutdown)
-        finally:
-            producer.close(timeout_s=5)
-    return 0
+        return BridgeService(settings, rules, log)
+
+    return run_service("mqtt-bridge", settings, build, http=settings.mqtt_bridge.http)
