@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import KafkaError as ConfluentKafkaError
+from confluent_kafka.admin import ListConsumerGroupsResult
 
 from telestack.core.errors import KafkaError
 from telestack.core.kafka import KafkaConsumer, KafkaProducer
@@ -103,6 +105,31 @@ class _FrozenAdmin:
 
     def list_offsets(self, request: dict[Any, Any], **kwargs: Any) -> dict[Any, _NeverDone]:
         return {tp: _NeverDone() for tp in request}
+
+
+class _Done:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self.value
+
+
+class _UnreachableAdmin:
+    """What librdkafka answered in 2 of 30 tries with Kafka away: a listing with no group and only errors."""
+
+    def list_consumer_groups(self, **kwargs: Any) -> _Done:
+        return _Done(ListConsumerGroupsResult(valid=[], errors=[ConfluentKafkaError(-185, "Local: Timed out")]))
+
+
+def test_a_group_listing_with_errors_is_a_failed_probe_not_zero_groups() -> None:
+    """kafka-lag said healthy ("0 groups", /healthz 200) while Kafka was away whenever librdkafka answered so."""
+    probe = LagProbe(KafkaSettings(bootstrap_servers="127.0.0.1:1"), timeout_s=0.1)
+    probe.admin = _UnreachableAdmin()  # type: ignore[assignment]
+    with pytest.raises(KafkaError, match="Timed out"):
+        probe.groups()
+    with pytest.raises(KafkaError):
+        probe.lag()
 
 
 def test_a_probe_that_times_out_raises_kafka_error() -> None:

@@ -53,6 +53,10 @@ class LagProbe:
             result = self.admin.list_consumer_groups(request_timeout=self.timeout_s).result(self.timeout_s)
         except _PROBE_ERRORS as exc:
             raise KafkaError(f"cannot list consumer groups: {exc}") from exc
+        if result.errors:
+            # Some brokers did not answer (all of them, when Kafka is away: librdkafka then sometimes completes
+            # the request with no group and only errors, instead of failing it). A partial list is no answer.
+            raise KafkaError(f"cannot list consumer groups: {', '.join(str(error) for error in result.errors)}")
         return sorted(listing.group_id for listing in result.valid)
 
     def committed(self, group: str) -> dict[Partition, int]:
