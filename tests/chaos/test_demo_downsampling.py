@@ -31,14 +31,6 @@ pytestmark = [
     pytest.mark.chaos,
     pytest.mark.integration,
     pytest.mark.timeout(3600),
-    # Kept visible, not yet a gate (issue 13 stays open): before the downsampler's queries were pushed down to
-    # storage it fell behind at the demo's rate. After the push-down, and once this test's reference query grouped
-    # its filter by measurement (one `or` per pair was "nested too deep" for Flux), it passed at CI size once
-    # (--runxfail, 4,112 values compared, 0 differing); the 30-minute full size has not run since. Remove the
-    # marker once it has passed repeatedly: the test then has to pass.
-    pytest.mark.xfail(
-        reason="downsampler behind or differing at the demo rate: cause not read yet (issue 13)", strict=False
-    ),
 ]
 
 STORAGE = StorageOptions()
