@@ -26,7 +26,6 @@ from telestack.core.settings import HttpSettings, LogSettings
 
 __all__ = [
     "Check",
-    "HealthCheck",
     "HealthServer",
     "Logger",
     "Shutdown",
@@ -132,14 +131,6 @@ class Check:
         return cls(name, ok, detail)
 
 
-@dataclass(frozen=True, slots=True)
-class HealthCheck:
-    """A named check; `probe` returns (healthy, detail)."""
-
-    name: str
-    probe: Callable[[], tuple[bool, str]]
-
-
 class _QuietHTTPServer(ThreadingHTTPServer):
     """A client that hangs up early (a healthcheck that timed out) is not an error worth a traceback."""
 
@@ -155,10 +146,8 @@ class HealthServer:
     def __init__(
         self,
         settings: HttpSettings,
-        checks: list[HealthCheck] | None = None,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        self.checks = list(checks or [])
         self.sources: list[tuple[str, Callable[[], list[Check]]]] = []
         self.registry = registry
         self.started_at = time.time()
@@ -193,14 +182,15 @@ class HealthServer:
         return int(self._httpd.server_address[1])
 
     def add_check(self, name: str, probe: Callable[[], tuple[bool, str]]) -> None:
-        self.checks.append(HealthCheck(name, probe))
+        """One check from an `(ok, detail)` probe: `add_checks` with a source of one `Check`."""
+        self.add_checks(name, lambda: [Check.of(name, probe)])
 
     def add_checks(self, name: str, source: Callable[[], list[Check]]) -> None:
         """Report every `Check` that `source` returns (a service's `health`); if it raises, one failing `name`."""
         self.sources.append((name, source))
 
     def results(self) -> list[Check]:
-        results = [Check.of(check.name, check.probe) for check in self.checks]
+        results: list[Check] = []
         for name, source in self.sources:
             try:
                 results.extend(source())
