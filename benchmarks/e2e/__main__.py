@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.e2e.ceiling import measure_ceiling
 from benchmarks.e2e.report import analyse, write_markdown, write_plot
 from benchmarks.e2e.stack import BUSES, E2EStack, LoadSpec
 from telestack.native import Endpoints, NativeStack
@@ -101,10 +102,13 @@ def describe(figures: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--can-rate", type=float, default=3100, help="CAN frames/s per bus, 3 buses (default 3100)")
+    parser.add_argument(
+        "--can-rate", type=float, default=9000, help="CAN frames/s per bus, 3 buses (default 9000: 1 Mbit/s saturated)"
+    )
     parser.add_argument("--devices", type=int, default=50, help="MQTT devices (default 50)")
     parser.add_argument("--device-rate", type=float, default=10, help="messages/s per device (default 10)")
-    parser.add_argument("--duration", type=float, default=60, help="seconds of load (default 60)")
+    parser.add_argument("--duration", type=float, default=300, help="seconds of load (default 300)")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the direct-to-InfluxDB ceiling measurement")
     parser.add_argument("--find-max", action="store_true", help="raise the CAN rate until latency or loss breaks")
     parser.add_argument("--start-rate", type=float, default=1500, help="--find-max: first CAN rate per bus")
     parser.add_argument("--step", type=float, default=1.25, help="--find-max: rate factor between steps")
@@ -157,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
                     ],
                 },
             }
+        if not args.no_ceiling:
+            _say("ceiling: the same lines straight into the same InfluxDB, best request shape ...")
+            ceiling = measure_ceiling(endpoints.influx, f"e2e-{stamp}-ceiling", list(BUSES), say=_say)
+            find_max = result.get("find_max")
+            achieved = find_max["max_sustainable_frames_per_s"] if find_max else result["frames_per_s"] or 0
+            basis = "highest rate that held" if find_max else "steady-state rate of this run"
+            if not find_max and result["lost"]:
+                achieved, basis = 0, "this run lost points: nothing held"
+            result["ceiling_frames_per_s"] = ceiling.frames_per_s
+            result["ratio_to_ceiling"] = round(achieved / ceiling.frames_per_s, 3)
+            result["ceiling"] = {"shape": ceiling.shape.describe(), "basis": basis, "tried": ceiling.tried}
     (args.out / f"e2e-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(args.out / f"e2e-{stamp}.md", result, context)
     _say((args.out / f"e2e-{stamp}.md").read_text())
