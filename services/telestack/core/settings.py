@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from telestack.core.errors import ConfigError
+from telestack.core.ports import SERVER_PORTS
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -123,7 +124,7 @@ class TopicSettings(Section):
 
 
 class KafkaSettings(Section):
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    bootstrap_servers: str = Field(f"127.0.0.1:{SERVER_PORTS['kafka']}", description="comma-separated host:port list")
     client_id: str = Field("telestack", description="client.id sent to the brokers")
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "lz4", description="producer compression codec"
@@ -140,7 +141,7 @@ class KafkaSettings(Section):
 
 
 class InfluxSettings(Section):
-    url: str = Field("http://127.0.0.1:8086", description="InfluxDB 2 base URL")
+    url: str = Field(f"http://127.0.0.1:{SERVER_PORTS['influx']}", description="InfluxDB 2 base URL")
     org: str = Field("telestack", description="organization name")
     bucket: str = Field("telemetry", description="bucket raw telemetry is written to")
     token: SecretStr | None = Field(None, description="API token (set it from the environment)")
@@ -159,7 +160,7 @@ class InfluxSettings(Section):
 
 class MqttSettings(Section):
     host: str = Field("127.0.0.1", description="MQTT broker host")
-    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    port: int = Field(SERVER_PORTS["mqtt_devices"], ge=1, le=65535, description="MQTT broker port")
     username: str | None = Field(None, description="MQTT user (Mosquitto runs with auth on)")
     password: SecretStr | None = Field(None, description="MQTT password (set it from the environment)")
     client_id: str = Field("telestack", description="MQTT client id; fixed so the session survives restarts")
