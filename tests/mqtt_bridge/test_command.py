@@ -8,12 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from telestack.cli import main
-from telestack.mqtt_bridge.settings import DEFAULT_PORT, BridgeOptions, BridgeSettings
+from telestack.core.ports import SERVICE_PORTS
+from telestack.mqtt_bridge.settings import BridgeOptions, BridgeSettings
 
 
 def test_defaults() -> None:
     options = BridgeSettings().mqtt_bridge
-    assert options.http.port == DEFAULT_PORT == 9102
+    assert options.http.port == SERVICE_PORTS["mqtt-bridge"] == 9102
     assert options.ack_topic == "devices/{device}/ack"
     assert options.rules_file == Path("config/mqtt-bridge.yaml")
     assert options.client_id == "telestack-mqtt-bridge"

@@ -1,4 +1,4 @@
-"""The actuator's HTTP API (FastAPI): routes, auth, error bodies, body limits, CORS, access log, metrics.
+"""The actuator's HTTP API (FastAPI): the app, error bodies, body limits, CORS, access log, OpenAPI document.
 
     POST /v1/devices/{device}/commands   command:<glob>   issue a command (Idempotency-Key, ?wait=)
     GET  /v1/commands/{command_id}       read | command   where a command stands (?wait=)
@@ -8,58 +8,42 @@
     GET  /healthz, /metrics              (no token)
     GET  /ui                             a page for people (see `telestack.actuator.ui`)
 
-`create_app` takes a built `ActuatorService`; its lifespan starts and stops it.
+The routes are module-level routers in `telestack.actuator.routes`, their dependencies in
+`telestack.actuator.deps`. `create_app` takes a built `ActuatorService`, keeps it in ``app.state`` (where
+the dependencies read it) and its lifespan starts and stops it.
 """
 
-# No `from __future__ import annotations` here: FastAPI must see the route annotations built at runtime
-# (the ?wait= bound comes from the settings), which a string annotation would hide.
+from __future__ import annotations
 
 import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telestack import __version__
 from telestack.actuator import metrics
-from telestack.actuator.errors import InvalidInput, RequestError
-from telestack.actuator.ingest import PRECISIONS, JsonBatch
-from telestack.actuator.models import (
-    CheckResult,
-    CommandRequest,
-    CommandStatus,
-    DeviceList,
-    DeviceView,
-    ErrorBody,
-    ErrorItem,
-    Health,
-    IngestAccepted,
-    command_status,
-    device_view,
-)
-from telestack.actuator.registry import ID_PATTERN, ArgSpec, Registry
+from telestack.actuator.deps import wait_description
+from telestack.actuator.errors import RequestError
+from telestack.actuator.ingest import JsonBatch
+from telestack.actuator.models import ErrorBody, ErrorItem
+from telestack.actuator.registry import ArgSpec, Registry
+from telestack.actuator.routes import INGEST_PATH, ROUTERS
 from telestack.actuator.service import ActuatorService
-from telestack.actuator.tokens import Principal
 from telestack.actuator.ui import router as ui_router
 from telestack.core.runtime import get_logger
 
-__all__ = ["INGEST_PATH", "create_app"]
+__all__ = ["INGEST_PATH", "command_variants", "create_app"]
 
 log = get_logger("actuator")
-
-INGEST_PATH = "/v1/ingest"
-COMMAND_ID_PATTERN = r"^[0-9a-f]{32}$"
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 DESCRIPTION = """\
 Commands to devices over MQTT with ack tracking, HTTP ingest for edge boxes, and an audit trail in Kafka.
@@ -77,53 +61,6 @@ whole request is checked first: any bad line refuses all of it (400, with the li
 token may not write (403: another site, or a measurement or device/vehicle outside the token's grant) and a point
 with too many fields (413); the response comes after Kafka confirmed every record.
 """
-
-
-def _error(status: int) -> dict[str, Any]:
-    descriptions = {
-        400: "the body cannot be read (not UTF-8 JSON), or (ingest) invalid lines or points, each listed with "
-        "its line number; nothing was accepted",
-        401: "no bearer token, or an unknown, revoked or expired one",
-        403: "the token lacks the scope for this device, site or operation (ingest: or for a measurement or device)",
-        404: "unknown device or command",
-        409: "the Idempotency-Key was used for a different request",
-        413: "the body is too large (as sent or decompressed), has too many lines, or a point too many fields",
-        415: "unsupported content type or encoding",
-        422: "the request does not validate: unknown command or argument, wrong type, value out of bounds",
-        429: "the token is over its rate limit; retry after Retry-After seconds",
-        503: "Kafka or the MQTT broker did not confirm in time; nothing was accepted",
-    }
-    response: dict[str, Any] = {"model": ErrorBody, "description": descriptions[status]}
-    if status == 429:
-        response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
-    if status == 401:
-        response["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
-    return response
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: _error(status) for status in statuses}
-
-
-bearer = HTTPBearer(auto_error=False, description="a token from `telestack tokens create`")
-
-
-def get_service(request: Request) -> ActuatorService:
-    service: ActuatorService = request.app.state.service
-    return service
-
-
-Service = Annotated[ActuatorService, Depends(get_service)]
-
-
-def get_principal(
-    service: Service, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
-    return service.authenticate(credentials.credentials if credentials is not None else None)
-
-
-Caller = Annotated[Principal, Depends(get_principal)]
-DeviceId = Annotated[str, Path(pattern=ID_PATTERN, description="device id (see GET /v1/devices)", examples=["plug-1"])]
 
 
 class _BodyLimit:
@@ -265,6 +202,14 @@ def _custom_openapi(app: FastAPI) -> dict[str, Any]:
     # The commands of the registry, each with its arguments and bounds (which device takes which: GET /v1/devices).
     request = components["CommandRequest"]
     request["oneOf"] = command_variants(app.state.service.registry)
+    # ?wait='s bound is a setting, checked by `deps.get_wait`: documented here as a `Query(le=...)` would be.
+    max_wait_s = app.state.service.options.max_wait_s
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query" and parameter["name"] == "wait":
+                    parameter["description"] = parameter["schema"]["description"] = wait_description(max_wait_s)
+                    parameter["schema"] = {"type": "number", "maximum": max_wait_s, **parameter["schema"]}
     app.openapi_schema = schema
     return schema
 
@@ -337,7 +282,8 @@ def create_app(service: ActuatorService) -> FastAPI:
     app.state.service = service
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
     _install_error_handlers(app)
-    _add_routes(app, options.max_wait_s)
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(ui_router)
     if options.cors_origins:
         app.add_middleware(
@@ -353,183 +299,3 @@ def create_app(service: ActuatorService) -> FastAPI:
     app.add_middleware(_BodyLimit, default_bytes=options.body_max_bytes, ingest_bytes=options.ingest_max_body_bytes)
     app.add_middleware(_AccessLog)
     return app
-
-
-def _add_routes(app: FastAPI, max_wait_s: float) -> None:
-    Wait = Annotated[
-        float,
-        Query(
-            ge=0,
-            le=max_wait_s,
-            description=f"seconds to wait for the command's final state (at most {max_wait_s:g})",
-        ),
-    ]
-
-    @app.post(
-        "/v1/devices/{device}/commands",
-        tags=["commands"],
-        summary="Issue a command to a device",
-        status_code=202,
-        response_model=CommandStatus,
-        responses={
-            200: {"model": CommandStatus, "description": "an earlier command with the same Idempotency-Key"},
-            202: {
-                "description": "the command, recorded and published (or final, with ?wait=)",
-                "headers": {"Location": {"description": "the command's URL", "schema": {"type": "string"}}},
-            },
-            **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
-        },
-    )
-    async def post_command(
-        device: DeviceId,
-        body: CommandRequest,
-        caller: Caller,
-        service: Service,
-        request: Request,
-        response: Response,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                alias="Idempotency-Key",
-                pattern=IDEMPOTENCY_KEY_PATTERN,
-                description="any unique string (e.g. a UUID); a retry with the same key returns the first "
-                "command instead of issuing a second one",
-            ),
-        ] = None,
-        wait: Wait = 0,
-    ) -> CommandStatus:
-        record, replayed = await service.issue_command(caller, device, body.command, body.args, idempotency_key)
-        await service.wait(record, wait)
-        response.headers["Location"] = f"{request.scope.get('root_path', '')}/v1/commands/{record.id}"
-        if replayed:
-            response.status_code = 200
-            response.headers["Idempotent-Replayed"] = "true"
-        return command_status(record)
-
-    @app.get(
-        "/v1/commands/{command_id}",
-        tags=["commands"],
-        summary="Where a command stands",
-        response_model=CommandStatus,
-        responses=_errors(401, 403, 404, 422, 429),
-    )
-    async def get_command(
-        command_id: Annotated[str, Path(pattern=COMMAND_ID_PATTERN, description="id returned when it was issued")],
-        caller: Caller,
-        service: Service,
-        wait: Wait = 0,
-    ) -> CommandStatus:
-        record = service.command(caller, command_id)
-        await service.wait(record, wait)
-        return command_status(record)
-
-    def _view(service: ActuatorService, caller: Principal, device_id: str) -> DeviceView:
-        return device_view(
-            service.registry,
-            device_id,
-            service.tracker.device(device_id),
-            service.tracker.last_command(device_id),
-            can_command=caller.can_command(device_id),
-            default_timeout_s=service.options.command_timeout_s,
-        )
-
-    @app.get(
-        "/v1/devices",
-        tags=["devices"],
-        summary="Devices the token may see, with last-seen time, state and last command",
-        response_model=DeviceList,
-        responses=_errors(401, 403, 429),
-    )
-    async def list_devices(caller: Caller, service: Service) -> DeviceList:
-        return DeviceList(devices=[_view(service, caller, device) for device in service.visible_devices(caller)])
-
-    @app.get(
-        "/v1/devices/{device}",
-        tags=["devices"],
-        summary="One device",
-        response_model=DeviceView,
-        responses=_errors(401, 403, 404, 422, 429),
-    )
-    async def get_device(device: DeviceId, caller: Caller, service: Service) -> DeviceView:
-        service.check_visible(caller, device)
-        return _view(service, caller, device)
-
-    @app.post(
-        INGEST_PATH,
-        tags=["ingest"],
-        summary="Push telemetry (line protocol or JSON batch, optionally gzipped) for the token's site",
-        response_model=IngestAccepted,
-        responses=_errors(400, 401, 403, 413, 415, 422, 429, 503),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "text/plain": {
-                        "schema": {"type": "string"},
-                        "example": "energy,device=box-7,sensor=meter-3 mean=21.5,min=20.1,max=22.0,diff=1.9 "
-                        "1714564800000000000\n",
-                    },
-                    "application/json": {"schema": {"$ref": "#/components/schemas/JsonBatch"}},
-                },
-            }
-        },
-    )
-    async def ingest(
-        request: Request,
-        caller: Caller,
-        service: Service,
-        site: Annotated[
-            str | None,
-            Query(pattern=ID_PATTERN, description="the site, when the token may ingest for several"),
-        ] = None,
-        precision: Annotated[
-            str,
-            Query(
-                pattern="^(" + "|".join(PRECISIONS) + ")$",
-                description="unit of integer timestamps (as InfluxDB's write API)",
-            ),
-        ] = "ns",
-        content_encoding: Annotated[str | None, Header(alias="Content-Encoding", description="gzip, or absent")] = None,
-    ) -> IngestAccepted:
-        body = await request.body()
-        if not body:
-            raise InvalidInput("the body is empty: send line protocol or a JSON batch")
-        result = await service.ingest(
-            caller,
-            body,
-            content_type=request.headers.get("content-type"),
-            content_encoding=content_encoding,
-            site=site,
-            precision=precision,
-        )
-        return IngestAccepted(site=result.site, points=result.points, records=result.records)
-
-    @app.get(
-        "/healthz",
-        tags=["operations"],
-        summary="Health of the actuator and its connections (MQTT, Kafka, token store)",
-        response_model=Health,
-        responses={503: {"model": Health, "description": "a check is failing"}},
-    )
-    async def healthz(service: Service) -> JSONResponse:
-        checks = service.health()
-        healthy = all(check.ok for check in checks)
-        body = Health(
-            status="ok" if healthy else "failing",
-            checks={check.name: CheckResult(ok=check.ok, detail=check.detail) for check in checks},
-        )
-        return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
-
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    async def prometheus_metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/", include_in_schema=False)
-    async def root(request: Request) -> RedirectResponse:
-        return RedirectResponse(f"{request.scope.get('root_path', '')}/ui", status_code=303)

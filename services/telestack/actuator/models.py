@@ -24,6 +24,7 @@ __all__ = [
     "IngestAccepted",
     "command_status",
     "device_view",
+    "error_responses",
 ]
 
 
@@ -53,6 +54,34 @@ class ErrorBody(BaseModel):
 
     detail: str = Field(description="what went wrong, for a person")
     errors: list[ErrorItem] = Field(default_factory=list, description="each problem found, when there are several")
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "the body cannot be read (not UTF-8 JSON), or (ingest) invalid lines or points, each listed with "
+    "its line number; nothing was accepted",
+    401: "no bearer token, or an unknown, revoked or expired one",
+    403: "the token lacks the scope for this device, site or operation (ingest: or for a measurement or device)",
+    404: "unknown device or command",
+    409: "the Idempotency-Key was used for a different request",
+    413: "the body is too large (as sent or decompressed), has too many lines, or a point too many fields",
+    415: "unsupported content type or encoding",
+    422: "the request does not validate: unknown command or argument, wrong type, value out of bounds",
+    429: "the token is over its rate limit; retry after Retry-After seconds",
+    503: "Kafka or the MQTT broker did not confirm in time; nothing was accepted",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of a route's error statuses: an `ErrorBody` each, with their headers."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response: dict[str, Any] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+        responses[status] = response
+    return responses
 
 
 class CommandRequest(BaseModel):

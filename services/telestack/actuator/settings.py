@@ -18,18 +18,17 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from telestack.core.ports import SERVICE_PORTS
 from telestack.core.settings import HttpSettings, MqttSettings, Section, TelestackSettings
 
-__all__ = ["ACTUATOR_PORT", "AckSource", "ActuatorOptions", "ActuatorSettings"]
-
-ACTUATOR_PORT = 8080
+__all__ = ["AckSource", "ActuatorOptions", "ActuatorSettings"]
 
 AckSource = Literal["mqtt", "kafka", "both"]
 
 
 class ActuatorOptions(Section):
     http: HttpSettings = Field(
-        default_factory=lambda: HttpSettings(port=ACTUATOR_PORT),
+        default_factory=lambda: HttpSettings(port=SERVICE_PORTS["actuator"]),
         description="where the API, /ui, /healthz and /metrics are served",
     )
     devices_file: Path = Field(Path("config/devices.yaml"), description="the device registry (YAML)")

@@ -26,9 +26,12 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from telestack.actuator.deps import Service
 from telestack.actuator.errors import InvalidCommand, Problem, RequestError, Unauthorized
 from telestack.actuator.models import CommandStatus, DeviceView, command_status, device_view
 from telestack.actuator.registry import ID_PATTERN, ArgSpec
+from telestack.actuator.routes.commands import IDEMPOTENCY_KEY_PATTERN
+from telestack.actuator.service import ActuatorService
 from telestack.actuator.tokens import Principal
 
 __all__ = ["COOKIE_NAME", "csrf_token", "render_login", "render_page", "router"]
@@ -251,20 +254,25 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(body, keep_blank_values=True).items()}
 
 
-def _session(request: Request) -> tuple[str, Principal] | None:
+def _session(request: Request, service: ActuatorService) -> tuple[str, Principal] | None:
     token = request.cookies.get(COOKIE_NAME)
     if not token:
         return None
     try:
-        return token, request.app.state.service.authenticate(token)
+        return token, service.authenticate(token)
     except Unauthorized:
         return None
 
 
 def _page(
-    request: Request, token: str, principal: Principal, *, error: str | None = None, status: int = 200
+    request: Request,
+    service: ActuatorService,
+    token: str,
+    principal: Principal,
+    *,
+    error: str | None = None,
+    status: int = 200,
 ) -> HTMLResponse:
-    service = request.app.state.service
     nonce = secrets.token_urlsafe(16)
     flash = None
     flash_id = request.query_params.get("command")
@@ -302,22 +310,22 @@ def _login(request: Request, error: str | None = None, status: int = 200) -> HTM
 
 
 @router.get("/ui")
-async def ui_page(request: Request) -> Response:
-    session = _session(request)
+async def ui_page(request: Request, service: Service) -> Response:
+    session = _session(request, service)
     if session is None:
         return _login(request)
-    return _page(request, *session)
+    return _page(request, service, *session)
 
 
 @router.post("/ui/login")
-async def ui_login(request: Request) -> Response:
+async def ui_login(request: Request, service: Service) -> Response:
     token = (await _form(request)).get("token", "").strip()
     try:
-        request.app.state.service.authenticate(token)
+        service.authenticate(token)
     except RequestError as exc:
         return _login(request, exc.detail, exc.status)
     response = RedirectResponse(f"{_root(request)}/ui", status_code=303)
-    secure = request.app.state.service.options.ui_cookie_secure
+    secure = service.options.ui_cookie_secure
     response.set_cookie(
         COOKIE_NAME,
         token,
@@ -372,16 +380,15 @@ def _form_args(form: dict[str, str], specs: dict[str, ArgSpec]) -> dict[str, Any
 
 
 @router.post("/ui/devices/{device}/commands")
-async def ui_command(request: Request, device: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
-    session = _session(request)
+async def ui_command(request: Request, service: Service, device: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
+    session = _session(request, service)
     if session is None:
         return _login(request, "Your session has ended: sign in again.", 401)
     token, principal = session
-    service = request.app.state.service
     form = await _form(request)
     if not hmac.compare_digest(form.get("csrf", ""), csrf_token(token)):
         return _page(
-            request, token, principal, error="The form was stale or not from this page; try again.", status=403
+            request, service, token, principal, error="The form was stale or not from this page; try again.", status=403
         )
     command = form.get("command", "")
     try:
@@ -389,10 +396,10 @@ async def ui_command(request: Request, device: Annotated[str, Path(pattern=ID_PA
         args = _form_args(form, specs)
         # Each rendered form carries its own idempotency key: a double submit does not switch twice.
         key = form.get("key") or None
-        if key is not None and not re.fullmatch(r"[\x21-\x7e]{1,255}", key):
+        if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
             key = None
         record, _ = await service.issue_command(principal, device, command, args, key)
     except RequestError as exc:
-        return _page(request, token, principal, error=exc.detail, status=exc.status)
+        return _page(request, service, token, principal, error=exc.detail, status=exc.status)
     await service.wait(record, service.options.ui_wait_s)
     return RedirectResponse(f"{_root(request)}/ui?command={record.id}#device-{quote(device)}", status_code=303)

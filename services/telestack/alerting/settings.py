@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from telestack.core.ports import SERVICE_PORTS
 from telestack.core.settings import HttpSettings, InfluxSettings, MqttSettings, Section, TelestackSettings
 from telestack.core.topics import moved_state_topic
 
@@ -37,7 +38,9 @@ class AlertingOptions(Section):
     retry_after_s: float = Field(60.0, gt=0, description="wait before retrying a notification that failed, s")
     influx_annotations: bool = Field(True, description="write every state change to InfluxDB (measurement alerts)")
     influx_bucket: str | None = Field(None, description="bucket of the alerts measurement (default: influx.bucket)")
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=9104), description="/healthz and /metrics")
+    http: HttpSettings = Field(
+        default_factory=lambda: HttpSettings(port=SERVICE_PORTS["alerting"]), description="/healthz and /metrics"
+    )
 
 
 class AlertingSettings(TelestackSettings):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from telestack.core.ports import SERVICE_PORTS
 from telestack.core.settings import HttpSettings, KafkaSettings, Section, TelestackSettings
 
 __all__ = [
@@ -183,7 +184,7 @@ class GatewayOptions(Section):
     )
     aggregation: AggregationSettings = Field(default_factory=lambda: AggregationSettings())
     spool: SpoolSettings = Field(default_factory=lambda: SpoolSettings())
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=9101))
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=SERVICE_PORTS["can-gateway"]))
 
     @field_validator("buses")
     @classmethod

@@ -75,7 +75,11 @@ def configure_logging(settings: LogSettings, service: str) -> None:
 
 
 class Shutdown:
-    """Set by SIGTERM/SIGINT (or by code); services poll `is_set` or `wait` in their loop."""
+    """Set by SIGTERM/SIGINT (or by code); services poll `is_set` or `wait` in their loop.
+
+    A command that owns the process's signals uses it as a context manager (``with Shutdown() as shutdown:``),
+    which installs the handlers and restores the ones it found on the way out, as `run_service` does.
+    """
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -96,6 +100,12 @@ class Shutdown:
         while self._previous:
             signum, previous = self._previous.popitem()
             signal.signal(signum, previous)
+
+    def __enter__(self) -> Shutdown:
+        return self.install()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.uninstall()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._event.is_set():

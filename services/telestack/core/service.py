@@ -98,7 +98,7 @@ def run_service(
     """
     configure_logging(settings.log, name)
     log = get_logger(name)
-    shutdown = Shutdown().install()
+    shutdown = Shutdown().install()  # uninstalled below, after the log line that reads its reason
     health: HealthServer | None = None
     try:
         if http is not None:

@@ -10,12 +10,18 @@ overridden from the environment with ``__`` between levels::
 
 `load_settings` is called once in a service's ``main``; a missing or invalid value raises `ConfigError`
 naming the setting (its YAML path and its environment variable).
+
+Two rules hold for every section of every service: a partial value (one environment variable, or a YAML
+section that sets one key) keeps the section's other defaults (`_merge_over_defaults`); and a top-level name
+that no service knows (`SECTIONS`), in the file, the overrides or a ``TELESTACK_<SECTION>__...`` variable,
+is an error rather than silently ignored (a typo such as ``kafak:`` would otherwise leave the defaults on).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,10 +35,12 @@ from pydantic_settings import (
 )
 
 from telestack.core.errors import ConfigError
+from telestack.core.ports import SERVER_PORTS
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "ENV_PREFIX",
+    "SECTIONS",
     "HttpSettings",
     "InfluxSettings",
     "KafkaSettings",
@@ -48,6 +56,29 @@ __all__ = [
 ENV_PREFIX = "TELESTACK_"
 ENV_NESTED_DELIMITER = "__"
 DEFAULT_CONFIG_PATH = Path("config/telestack.yaml")
+
+# The top-level names of the shared settings file, every service's (one service's settings class declares only
+# the ones it reads, and ignores the others'). A name outside these is a typo, refused at start.
+SECTIONS = frozenset(
+    {
+        # shared
+        "log",
+        "kafka",
+        "influx",
+        "mqtt",
+        # one per service or command
+        "actuator",
+        "alerting",
+        "can_gateway",
+        "downsampler",
+        "influx_writer",
+        "kafka_lag",
+        "mqtt_bridge",
+        "topic_layout",
+        "vehicle_simulator",
+        "device_logins",  # the MQTT simulators' flag
+    }
+)
 
 # Values that people leave in place from examples; refused so a deployment never runs with them.
 _PLACEHOLDER_SECRETS = frozenset(
@@ -91,6 +122,18 @@ def _merge_over_defaults(cls: type[BaseModel], data: Any) -> Any:
     return merged
 
 
+def _unknown_sections(names: Iterable[str], known: Iterable[str]) -> str | None:
+    """A message naming each of `names` outside `known` (with the nearest known name), or None."""
+    known = sorted(known)
+    problems = []
+    for name in sorted(set(names) - set(known)):
+        near = difflib.get_close_matches(name, known, n=1)
+        problems.append(repr(name) + (f" (did you mean {near[0]!r}?)" if near else ""))
+    if not problems:
+        return None
+    return f"unknown settings section {', '.join(problems)}; the sections are {', '.join(known)}"
+
+
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
@@ -123,7 +166,7 @@ class TopicSettings(Section):
 
 
 class KafkaSettings(Section):
-    bootstrap_servers: str = Field("127.0.0.1:9092", description="comma-separated host:port list")
+    bootstrap_servers: str = Field(f"127.0.0.1:{SERVER_PORTS['kafka']}", description="comma-separated host:port list")
     client_id: str = Field("telestack", description="client.id sent to the brokers")
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "lz4", description="producer compression codec"
@@ -140,7 +183,7 @@ class KafkaSettings(Section):
 
 
 class InfluxSettings(Section):
-    url: str = Field("http://127.0.0.1:8086", description="InfluxDB 2 base URL")
+    url: str = Field(f"http://127.0.0.1:{SERVER_PORTS['influx']}", description="InfluxDB 2 base URL")
     org: str = Field("telestack", description="organization name")
     bucket: str = Field("telemetry", description="bucket raw telemetry is written to")
     token: SecretStr | None = Field(None, description="API token (set it from the environment)")
@@ -159,7 +202,7 @@ class InfluxSettings(Section):
 
 class MqttSettings(Section):
     host: str = Field("127.0.0.1", description="MQTT broker host")
-    port: int = Field(1883, ge=1, le=65535, description="MQTT broker port")
+    port: int = Field(SERVER_PORTS["mqtt_devices"], ge=1, le=65535, description="MQTT broker port")
     username: str | None = Field(None, description="MQTT user (Mosquitto runs with auth on)")
     password: SecretStr | None = Field(None, description="MQTT password (set it from the environment)")
     client_id: str = Field("telestack", description="MQTT client id; fixed so the session survives restarts")
@@ -205,6 +248,10 @@ class TelestackSettings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _partial_values_keep_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):  # the YAML file's sections and the overrides (the environment: `_EnvSections`)
+            problem = _unknown_sections(data, SECTIONS | set(cls.model_fields))
+            if problem is not None:
+                raise ValueError(problem)
         return _merge_over_defaults(cls, data)
 
     @classmethod
@@ -216,17 +263,56 @@ class TelestackSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            _EnvSections(settings_cls, env_settings, dotenv_settings),
+            init_settings,
+            env_settings,
+            dotenv_settings,
+        ]
         path = _config_path.get()
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 
 
+class _EnvSections(PydanticBaseSettingsSource):
+    """Refuses a ``TELESTACK_<SECTION>__...`` variable (environment or ``.env``) of a section no service knows.
+
+    It gives no value: the environment's own sources read only the names of `settings_cls`' fields, and would
+    silently skip ``TELESTACK_KAFAK__BOOTSTRAP_SERVERS``. Names without ``__`` (``TELESTACK_CONFIG``,
+    ``TELESTACK_CACHE``, ...) are not settings sections and are left alone.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], *sources: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.sources = sources
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = ENV_PREFIX.lower()
+        sections: dict[str, str] = {}
+        for source in self.sources:
+            for name in getattr(source, "env_vars", {}):
+                rest = name.lower().removeprefix(prefix)
+                if name.lower().startswith(prefix) and ENV_NESTED_DELIMITER in rest:
+                    sections.setdefault(rest.split(ENV_NESTED_DELIMITER, 1)[0], name)
+        problem = _unknown_sections(sections, SECTIONS | set(self.settings_cls.model_fields))
+        if problem is not None:
+            names = ", ".join(
+                sorted(sections[s].upper() for s in set(sections) - SECTIONS - set(self.settings_cls.model_fields))
+            )
+            raise ConfigError(f"{problem} (environment variable {names})")
+        return {}
+
+
 S = TypeVar("S", bound=TelestackSettings)
 
 
 def _describe_location(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "top level"
     path = [str(part) for part in loc]
     dotted = ".".join(path)
     if all(isinstance(part, str) for part in loc):

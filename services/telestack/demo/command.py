@@ -103,8 +103,11 @@ def _up(run_dir: Path) -> int:
     pid = _state(run_dir).get("supervisor_pid")
     if isinstance(pid, int) and pid != os.getpid() and _alive(pid):
         raise DemoError(f"a demo is already running from {run_dir} (pid {pid}); 'telestack demo down' stops it")
-    shutdown = Shutdown().install()
-    stack = DemoStack(run_dir)
+    with Shutdown() as shutdown:  # its exit also restores SIGINT, ignored below while the stack stops
+        return _supervise(DemoStack(run_dir), run_dir, shutdown)
+
+
+def _supervise(stack: DemoStack, run_dir: Path, shutdown: Shutdown) -> int:
     try:
         info = stack.start(report=_say)
         with contextlib.suppress(OSError, ValueError):

@@ -29,6 +29,7 @@ import httpx
 
 from telestack.core.errors import TelestackError
 from telestack.core.files import write_atomically
+from telestack.core.ports import SERVER_PORTS, SERVICE_PORTS
 from telestack.core.settings import KafkaSettings, env_name
 from telestack.core.topics import TopicLayout, create_topics
 from telestack.demo.processes import ManagedProcess, RestartPolicy, telestack_argv, wait_all_stopped
@@ -39,17 +40,6 @@ from telestack.native.stack import NativeStack
 
 __all__ = ["SERVICE_PORTS", "SIMULATORS", "DemoError", "DemoInfo", "DemoStack", "SimulatorData", "project_root"]
 
-# The services' standard ports (their settings' defaults); the demo takes another when one is busy.
-SERVICE_PORTS = {
-    "can-gateway": 9101,
-    "mqtt-bridge": 9102,
-    "influx-writer": 9103,
-    "alerting": 9104,
-    "kafka-lag": 9105,
-    "downsampler": 9106,
-    "actuator": 8080,
-}
-SERVER_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1884, "mqtt_devices": 1883, "influx": 8086}
 # Each service's settings section: where its /healthz port goes (TELESTACK_<SECTION>__HTTP__PORT).
 _SECTIONS = {
     "can-gateway": "can_gateway",
@@ -128,7 +118,7 @@ def _port_free(port: int) -> bool:
 def _choose_ports(previous: dict[str, int], *, standard: bool = True) -> dict[str, int]:
     """The previous run's ports when free, else the standard ones when free (if `standard`), else any free port."""
     ports: dict[str, int] = {}
-    for name, usual in {**SERVER_PORTS, **SERVICE_PORTS}.items():
+    for name, usual in [*SERVER_PORTS.items(), *SERVICE_PORTS.items()]:
         for candidate in (previous.get(name), usual if standard else None):
             if candidate and candidate not in ports.values() and _port_free(candidate):
                 ports[name] = candidate

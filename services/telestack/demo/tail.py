@@ -251,6 +251,6 @@ def _run_consumer(settings: KafkaSettings, args: argparse.Namespace, shutdown: S
 
 def run(args: argparse.Namespace) -> int:
     settings = _kafka_settings(args)
-    shutdown = Shutdown().install()
-    _run_consumer(settings, args, shutdown)
+    with Shutdown() as shutdown:
+        _run_consumer(settings, args, shutdown)
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from telestack.core.durations import duration_seconds, duration_text
+from telestack.core.ports import SERVICE_PORTS
 from telestack.core.settings import HttpSettings, InfluxSettings, Section, TelestackSettings
 
 __all__ = [
@@ -27,9 +28,6 @@ __all__ = [
     "WriterSettings",
     "duration_seconds",  # re-exported from telestack.core.durations
 ]
-
-WRITER_PORT = 9103
-DOWNSAMPLER_PORT = 9106
 
 
 def _check_duration(value: str, *, forever_ok: bool) -> str:
@@ -127,7 +125,7 @@ class WriterOptions(Section):
     )
     drain_timeout_ms: int = Field(20_000, ge=0, description="on shutdown, how long to wait for in-flight writes, ms")
     http: HttpSettings = Field(
-        default_factory=lambda: HttpSettings(port=WRITER_PORT), description="/healthz and /metrics"
+        default_factory=lambda: HttpSettings(port=SERVICE_PORTS["influx-writer"]), description="/healthz and /metrics"
     )
     storage: StorageOptions = Field(default_factory=lambda: StorageOptions())
 
@@ -158,7 +156,7 @@ class DownsamplerOptions(Section):
         3, ge=1, description="a window InfluxDB refuses this many times is skipped (logged, counted)"
     )
     http: HttpSettings = Field(
-        default_factory=lambda: HttpSettings(port=DOWNSAMPLER_PORT), description="/healthz and /metrics"
+        default_factory=lambda: HttpSettings(port=SERVICE_PORTS["downsampler"]), description="/healthz and /metrics"
     )
 
 

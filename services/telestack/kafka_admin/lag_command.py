@@ -12,6 +12,7 @@ from pydantic import Field
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.errors import KafkaError
+from telestack.core.ports import SERVICE_PORTS
 from telestack.core.runtime import Check, Logger, Shutdown, get_logger
 from telestack.core.service import ServiceBase, run_service
 from telestack.core.settings import HttpSettings, KafkaSettings, Section, TelestackSettings
@@ -19,7 +20,6 @@ from telestack.kafka_admin.lag import LagProbe
 
 __all__ = ["LagOptions", "LagService", "LagSettings", "configure", "run"]
 
-LAG_PORT = 9105
 
 LAG = Gauge("telestack_kafka_consumer_lag_records", "records a consumer group has not consumed yet", ["group", "topic"])
 UP = Gauge("telestack_kafka_lag_probe_up", "1 when the last lag probe reached Kafka")
@@ -29,7 +29,9 @@ class LagOptions(Section):
     groups: list[str] = Field(default_factory=list, description="consumer groups to watch (empty: every group)")
     interval_s: float = Field(10.0, gt=0, description="time between two probes, s")
     timeout_s: float = Field(10.0, gt=0, description="how long one probe waits for Kafka, s")
-    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=LAG_PORT), description="/healthz and /metrics")
+    http: HttpSettings = Field(
+        default_factory=lambda: HttpSettings(port=SERVICE_PORTS["kafka-lag"]), description="/healthz and /metrics"
+    )
 
 
 class LagSettings(TelestackSettings):

@@ -7,11 +7,10 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from telestack.core.commands import DEFAULT_ACK_TOPIC
+from telestack.core.ports import SERVICE_PORTS
 from telestack.core.settings import HttpSettings, MqttSettings, Section, TelestackSettings
 
-__all__ = ["DEFAULT_PORT", "BridgeOptions", "BridgeSettings"]
-
-DEFAULT_PORT = 9102
+__all__ = ["BridgeOptions", "BridgeSettings"]
 
 
 class BridgeOptions(Section):
@@ -54,7 +53,7 @@ class BridgeOptions(Section):
         10, ge=0, description="at shutdown, how long to wait for Kafka to confirm records in flight, s"
     )
     http: HttpSettings = Field(
-        default_factory=lambda: HttpSettings(port=DEFAULT_PORT), description="/healthz and /metrics"
+        default_factory=lambda: HttpSettings(port=SERVICE_PORTS["mqtt-bridge"]), description="/healthz and /metrics"
     )
 
     @field_validator("share_group")

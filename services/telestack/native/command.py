@@ -19,15 +19,13 @@ import sys
 from pathlib import Path
 
 from telestack.core.errors import ServerError
+from telestack.core.ports import SERVER_PORTS
 from telestack.core.settings import env_name
 from telestack.native.endpoints import Endpoints
 from telestack.native.servers import free_port, report
 from telestack.native.stack import NativeStack, default_run_dir, stop_run_dir
 
 __all__ = ["configure", "run"]
-
-# As in compose: devices on 1883 (client id = login), services on 1884.
-STANDARD_PORTS = {"kafka": 9092, "kafka_controller": 9093, "mqtt": 1884, "mqtt_devices": 1883, "influx": 8086}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +68,7 @@ def _ports(run_dir: Path) -> dict[str, int]:
         if previous.mqtt.device_port:
             ports["mqtt_devices"] = previous.mqtt.device_port
         ports["influx"] = int(previous.influx.url.rsplit(":", 1)[1])
-    for name, standard in STANDARD_PORTS.items():
+    for name, standard in SERVER_PORTS.items():
         if name not in ports:
             ports[name] = standard if _port_free(standard) else free_port()
     return ports

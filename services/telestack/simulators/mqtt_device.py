@@ -332,5 +332,6 @@ def run_fleet(args: argparse.Namespace, kind: str, make: Callable[[str, random.R
         device_logins=settings.device_logins,
         log=get_logger(f"simulate-{kind}"),
     )
-    fleet.run(Shutdown().install(), ticks=args.ticks)
+    with Shutdown() as shutdown:
+        fleet.run(shutdown, ticks=args.ticks)
     return 0

@@ -380,10 +380,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(VehicleSimulatorSettings, args)
-    return run_simulator(settings)
+    with Shutdown() as shutdown:
+        return run_simulator(settings, shutdown)
 
 
-def run_simulator(settings: VehicleSimulatorSettings, shutdown: Shutdown | None = None) -> int:
+def run_simulator(settings: VehicleSimulatorSettings, shutdown: Shutdown) -> int:
     import can
     import cantools
 
@@ -398,8 +399,6 @@ def run_simulator(settings: VehicleSimulatorSettings, shutdown: Shutdown | None 
         db = cantools.database.load_file(str(options.database))
     except Exception as exc:
         raise ConfigError(f"vehicle_simulator.database {options.database}: {exc}") from exc
-    if shutdown is None:
-        shutdown = Shutdown().install()
     buses = {bus.name: open_bus(bus) for bus in options.buses} if options.send else {}
     channels = {bus.name: bus.name for bus in options.buses}
     writer = can.Logger(str(options.record)) if options.record is not None else None
