@@ -5,6 +5,8 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# make test: xdist workers, each with its own servers; whole-stack tests share one (see tests/conftest.py)
+TEST_WORKERS ?= 2
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
 # this checkout, wherever make runs from (`make -f path/to/Makefile env` in another directory)
@@ -46,7 +48,7 @@ test: ## install what is missing, start an engine and the servers, run the whole
 	$(MAKE) --no-print-directory setup || exit $$?; \
 	export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up 2>/dev/null) TELESTACK_TEST_IMAGES=local; \
 	t1=$$(date +%s); \
-	$(VENV)/bin/pytest --durations=20 $(PYTEST_ARGS); status=$$?; \
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS); status=$$?; \
 	t2=$$(date +%s); \
 	if [ $$status -eq 0 ]; then $(VENV)/bin/python -m tests.compose_check --images local; status=$$?; fi; \
 	t3=$$(date +%s); \

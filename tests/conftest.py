@@ -57,11 +57,46 @@ SERVER_MODULES = (
 )
 
 
+# Tests that run a whole stack (a demo, the chaos servers and their services under load). `make test` runs the suite
+# on two xdist workers; these modules go to one of them, one test after the other, so two whole stacks never compete
+# for a small machine's cores (and the session's demo starts once), while the other worker runs everything else.
+WHOLE_STACK_MODULES = (
+    "tests/chaos/",
+    "tests/demo/test_command.py",
+    "tests/stack/test_dashboards.py",
+    "tests/stack/test_telegraf.py",
+)
+WHOLE_STACK_FIXTURES = {"chaos_servers", "demo_stack", "demo", "run_dir"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.nodeid.split("::")[0]
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SERVER_MODULES:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SERVER_FIXTURES & fixtures or module in SERVER_MODULES:
             item.add_marker(pytest.mark.integration)
+        if WHOLE_STACK_FIXTURES & fixtures and not module.startswith(WHOLE_STACK_MODULES):
+            raise pytest.UsageError(
+                f"{item.nodeid} runs a whole stack ({', '.join(sorted(WHOLE_STACK_FIXTURES & fixtures))}): "
+                "add its module to WHOLE_STACK_MODULES in tests/conftest.py"
+            )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """--dist loadgroup: tests spread one by one over the workers, except WHOLE_STACK_MODULES, kept on one worker.
+
+    (xdist's own loadgroup reads `xdist_group` marks through a private attribute pytest 9.2 no longer has: marks
+    are ignored, so the group is chosen here by module, in the scheduler's public hook.)
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WholeStackScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "whole-stack" if nodeid.startswith(WHOLE_STACK_MODULES) else nodeid
+
+    return WholeStackScheduling(config, log)
 
 
 _unit_tier: UnitTierGuard | None = None
