@@ -182,7 +182,8 @@ class _Ctx:
     consts: dict[str, Any] = field(default_factory=dict)
     const_names: dict[int, str] = field(default_factory=dict)  # id(table) → its name in this message's code
     functions: list[str] = field(default_factory=list)  # source of every generated function
-    dispatch: dict[str, dict[int, str]] = field(default_factory=dict)  # dict name → selector → function name
+    # Dispatch tables to fill once the functions exist: name → builder(namespace of the generated code).
+    dispatch: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     words: set[str] = field(default_factory=set)  # payload integers (`le`, `be`) some function reads
     counter: int = 0
 
@@ -325,7 +326,7 @@ def _in_byte(ctx: _Ctx, signal: Signal) -> tuple[int, int] | None:
     return byte, shift
 
 
-def _selector_table(ctx: _Ctx, signal: Signal) -> str:
+def _selector_table(ctx: _Ctx, signal: Signal) -> tuple[str, Callable[[int], int]]:
     """Raw bits → the multiplexer value cantools selects on (``Message._get_mux_number``)."""
     conversion = signal.conversion
     raw_of = _raw_of(signal)
@@ -337,7 +338,7 @@ def _selector_table(ctx: _Ctx, signal: Signal) -> str:
             return int(conversion.choice_to_number(str(value)))
         return int(value)
 
-    return ctx.table(_identity("selector", signal, decode_choices), signal.length, compute)
+    return ctx.table(_identity("selector", signal, decode_choices), signal.length, compute), compute
 
 
 def _signal_fields(ctx: _Ctx, signal: Signal, code: list[str], indent: str) -> list[_Field]:
@@ -442,7 +443,10 @@ def _byte_table(ctx: _Ctx, fields: list[_Field]) -> str:
     def text(byte: int) -> str:
         return ",".join(key + value((byte >> shift) & mask) for key, shift, mask, value in parts)  # type: ignore[misc]
 
-    identity = ("byte", *((key, shift, mask, f.text_id) for (key, shift, mask, _), f in zip(parts, fields, strict=True)))
+    identity = (
+        "byte",
+        *((key, shift, mask, f.text_id) for (key, shift, mask, _), f in zip(parts, fields, strict=True)),
+    )
     return ctx.table(identity, 8, text, lazy=True)
 
 
@@ -503,7 +507,9 @@ def _emit_node(ctx: _Ctx, tree: Sequence[Any], path: list[Signal], chain: list[s
         code.append(f"    if len(data) != {length}:")
         code.append(f"        if len(data) < {length}:")
         failure = ctx.const("name", f"{message.name}: ")
-        code.append(f"            raise DecodeFailure(f'{{{failure}}}{{len(data)}} data bytes, the database says {length}')")
+        code.append(
+            f"            raise DecodeFailure(f'{{{failure}}}{{len(data)}} data bytes, the database says {length}')"
+        )
         code.append(f"        data = data[:{length}]")
         code.append("    t = round(ts * 1000000)")
     header = len(code)
@@ -523,18 +529,38 @@ def _emit_node(ctx: _Ctx, tree: Sequence[Any], path: list[Signal], chain: list[s
         mux_signal = message.get_signal_by_name(mux_name)
         if mux_signal.is_float or mux_signal.length > MEMO_MAX_BITS:
             raise _Unsupported(f"multiplexer {mux_name} of {mux_signal.length} bits")
-        selector = _selector_table(ctx, mux_signal)
-        code.append(f"{indent}sel = {selector}[{_extract_expr(ctx, mux_signal)}]")
+        selector, select = _selector_table(ctx, mux_signal)
         targets = {
             int(value): _emit_node(ctx, subtree, [*level, mux_signal], [*chain, str(int(value))])
             for value, subtree in branches.items()
         }
-        dispatch = ctx.const("dispatch", {})
-        ctx.dispatch[dispatch] = targets
         known = ctx.const("name", f"{message.name}: multiplexer {mux_name} = ")
-        code.append(f"{indent}node = {dispatch}.get(sel)")
+        place = _in_byte(ctx, mux_signal)
+        if place is not None:  # one lookup of its byte gives the branch's function
+            byte, shift = place
+            mask = (1 << mux_signal.length) - 1
+            bits = f"((data[{byte}] >> {shift}) & {mask:#x})"
+            nodes = ctx.const("nodes", None)
+
+            def by_byte(namespace: dict[str, Any]) -> tuple[Any, ...]:
+                branch = [targets.get(select((value >> shift) & mask)) for value in range(256)]
+                return tuple(namespace[name] if name is not None else None for name in branch)
+
+            ctx.dispatch[nodes] = by_byte
+            code.append(f"{indent}node = {nodes}[data[{byte}]]")
+        else:
+            bits = _extract_expr(ctx, mux_signal)
+            nodes = ctx.const("nodes", None)
+
+            def by_value(namespace: dict[str, Any]) -> dict[int, Any]:
+                return {value: namespace[name] for value, name in targets.items()}
+
+            ctx.dispatch[nodes] = by_value
+            code.append(f"{indent}node = {nodes}.get({selector}[{bits}])")
         code.append(f"{indent}if node is None:")
-        code.append(f"{indent}    raise DecodeFailure(f'{{{known}}}{{sel}} is none of {sorted(targets)}')")
+        code.append(
+            f"{indent}    raise DecodeFailure(f'{{{known}}}{{{selector}[{bits}]}} is none of {sorted(targets)}')"
+        )
         words = ", ".join(word if word in ctx.words else "None" for word in ("le", "be"))
         code.append(f"{indent}return node(data, {words}, t)")
     if root:  # the payload as integers, read once per frame and only when some signal needs one
@@ -560,8 +586,8 @@ def _compile_message(
     source = "\n\n".join(ctx.functions) + "\n"
     namespace: dict[str, Any] = {"from_bytes": int.from_bytes, "DecodeFailure": DecodeFailure, **ctx.consts}
     exec(compile(source, f"<can decoder {message.name}>", "exec"), namespace)
-    for dispatch, targets in ctx.dispatch.items():
-        namespace[dispatch].update({value: namespace[function] for value, function in targets.items()})
+    for name, build in ctx.dispatch.items():
+        namespace[name] = build(namespace)
     function: DecodeFn = namespace["decode"]
     function.__doc__ = source  # the generated code, for whoever debugs it
     return function
