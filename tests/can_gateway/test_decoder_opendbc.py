@@ -116,4 +116,4 @@ def test_every_message_decodes_exactly_as_cantools(opendbc: Path, path: str, mod
                 assert points[0].time_ns == 1_500_000_000 and points[0].measurement == message.name
                 assert bool(key & EXTENDED) == message.is_extended_frame
             compared += len(expected)
-    assert compared > 0 or refused > 0 or overlapping > 0
+    assert compared + refused + overlapping > 0 or not db.messages  # some generated files only import others

@@ -162,13 +162,9 @@ class _Field:
     expr: str  # f-string part producing the value text
     sort: str  # unescaped name, for ordering
     finite_check: str | None = None  # variable holding an IEEE float that may be NaN/Inf
-    # A signal lying in one byte: `text` of its raw bits ``(data[byte] >> shift) & mask``, so that the fields
-    # of one byte are written by one lookup of that byte (`text_id` says what `text` depends on).
+    # A signal lying in one byte: its value text is ``table[that byte's value]`` (`expr` is then '').
     byte: int | None = None
-    shift: int = 0
-    mask: int = 0
-    text: Callable[[int], str] | None = None
-    text_id: tuple[Any, ...] = ()
+    table: str = ""
 
 
 @dataclass(slots=True)
@@ -317,10 +313,8 @@ def _in_byte(ctx: _Ctx, signal: Signal) -> tuple[int, int] | None:
     byte, bit = divmod(signal.start, 8)
     if signal.start < 0 or byte >= ctx.message.length:
         return None  # `_extract_expr` refuses it
-    if signal.byte_order == "little_endian":
-        shift = bit
-    else:
-        shift = bit - signal.length + 1  # `start` is the most significant bit
+    # Big-endian: `start` is the most significant bit.
+    shift = bit if signal.byte_order == "little_endian" else bit - signal.length + 1
     if shift < 0 or shift + signal.length > 8:
         return None
     return byte, shift
@@ -365,7 +359,7 @@ def _signal_fields(ctx: _Ctx, signal: Signal, code: list[str], indent: str) -> l
         label_key, label_name = _braces(_lp_field_key(name + "_label")), name + "_label"
     fields: list[_Field] = []
     place = _in_byte(ctx, signal)
-    if place is not None:  # written with the other fields of its byte, by `_emit_return`
+    if place is not None:  # a table byte value → value text, shared by alike signals
         byte, shift = place
         mask = (1 << signal.length) - 1
         outputs = []
@@ -374,14 +368,16 @@ def _signal_fields(ctx: _Ctx, signal: Signal, code: list[str], indent: str) -> l
         if labelled:
             outputs.append((label_key, label_name, *_label_text(signal)))
         for fkey, fname, text, text_id in outputs:
-            fields.append(_Field(fkey, "", fname, None, byte, shift, mask, text, text_id))
+            values = [text(bits) for bits in range(mask + 1)]
+            table = ctx.table(("byte", shift, text_id), 8, lambda b, v=values, s=shift, m=mask: v[(b >> s) & m])
+            fields.append(_Field(fkey, "", fname, byte=byte, table=table))
         return fields
     bits = _extract_expr(ctx, signal)
     if signal.length <= MEMO_MAX_BITS:
         if labelled and ctx.choices == "both":  # the bits feed two lookups: extract them once
             n = ctx.next_id()
-            code.append(f"{indent}b{n} = {bits}")
-            bits = f"b{n}"
+            code.append(f"{indent}w{n} = {bits}")
+            bits = f"w{n}"
         if not labelled or ctx.choices == "both":
             text, text_id = _number_text(signal, numeric_is_int, suffix)
             fields.append(_Field(key, f"{{{ctx.table(text_id, signal.length, text)}[{bits}]}}", name))
@@ -416,38 +412,20 @@ def _selected(ctx: _Ctx, name: str) -> bool:
     return (keep is None or name in keep) and name not in ctx.mapping.exclude
 
 
-def _pieces(ctx: _Ctx, fields: list[_Field]) -> list[tuple[str, str | None]]:
-    """The f-string parts writing `fields` and the float each must check is finite (else left out).
+def _pieces(fields: list[_Field], unpacked: bool) -> list[tuple[str, str | None]]:
+    """The f-string parts writing `fields`, ordered by name, and the float each must check is finite.
 
-    The fields of signals lying in one byte are written together, by one lookup of that byte in a table
-    byte value → ``key=value,key=value`` text; the others one by one. Ordered by (first) field name.
+    A signal lying in one byte is one lookup of that byte, ``b<n>`` when the payload is `unpacked` into
+    one variable per byte, else ``data[<n>]``.
     """
-    by_byte: dict[int, list[_Field]] = {}
-    items: list[tuple[str, str, str | None]] = []
-    for fld in fields:
+    pieces = []
+    for fld in sorted(fields, key=lambda f: f.sort):
         if fld.byte is not None:
-            by_byte.setdefault(fld.byte, []).append(fld)
+            expr = f"{{{fld.table}[{f'b{fld.byte}' if unpacked else f'data[{fld.byte}]'}]}}"
         else:
-            items.append((fld.sort, f"{fld.key}={fld.expr}", fld.finite_check))
-    for byte, flds in by_byte.items():
-        flds.sort(key=lambda f: f.sort)
-        items.append((flds[0].sort, f"{{{_byte_table(ctx, flds)}[data[{byte}]]}}", None))
-    items.sort(key=lambda item: item[0])
-    return [(piece, check) for _, piece, check in items]
-
-
-def _byte_table(ctx: _Ctx, fields: list[_Field]) -> str:
-    """Name of the lookup byte value → the text of `fields` (all in that byte), filled on first sight."""
-    parts = [(f.key.replace("{{", "{").replace("}}", "}") + "=", f.shift, f.mask, f.text) for f in fields]
-
-    def text(byte: int) -> str:
-        return ",".join(key + value((byte >> shift) & mask) for key, shift, mask, value in parts)  # type: ignore[misc]
-
-    identity = (
-        "byte",
-        *((key, shift, mask, f.text_id) for (key, shift, mask, _), f in zip(parts, fields, strict=True)),
-    )
-    return ctx.table(identity, 8, text, lazy=True)
+            expr = fld.expr
+        pieces.append((f"{fld.key}={expr}", fld.finite_check))
+    return pieces
 
 
 def _emit_return(
@@ -458,11 +436,18 @@ def _emit_return(
     for signal, fld in fields:
         measurement = ctx.mapping.signal_measurements.get(signal.name, default)
         groups.setdefault(measurement, []).append(fld)
+    # The payload as one variable per byte when most bytes are read (cheaper than ``data[n]`` each time).
+    in_byte = {f.byte for _, f in fields if f.byte is not None}
+    reads = sum(1 for _, f in fields if f.byte is not None)
+    unpacked = reads >= 3 and 2 * reads >= ctx.message.length
+    if unpacked:
+        names = ", ".join(f"b{n}" if n in in_byte else "_" for n in range(ctx.message.length))
+        code.append(f"{indent}{names}, = data" if ctx.message.length == 1 else f"{indent}{names} = data")
     parts: list[str] = []
     dynamic = False
     for measurement in sorted(groups):
         prefix = _lp_prefix(measurement, tags)
-        pieces = _pieces(ctx, groups[measurement])
+        pieces = _pieces(groups[measurement], unpacked)
         if any(check for _, check in pieces):
             dynamic = True
             var = f"p{len(parts)}"
