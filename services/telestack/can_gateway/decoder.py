@@ -137,6 +137,7 @@ def _braces(text: str) -> str:
 # --- compiling ------------------------------------------------------------------------------------------
 
 TABLE_BITS = 8  # signals this narrow read their text from a tuple built at compile time (256 entries at most)
+LIST_BITS = 14  # up to this width, from a list filled on first sight (16,384 entries at most), then a dict
 MEMO_MAX_BITS = 16  # up to this width, from a dict filled on first sight (65,536 entries at most)
 
 
@@ -200,10 +201,34 @@ class _Ctx:
             eager = bits <= TABLE_BITS and not lazy
             table = tuple(compute(b) for b in range(1 << bits)) if eager else _Memo(compute)
             self.tables[identity] = table
-        name = self.const_names.get(id(table))
+        return self.name_of(table)
+
+    def name_of(self, value: Any) -> str:
+        name = self.const_names.get(id(value))
         if name is None:
-            name = self.const_names[id(table)] = self.const("t", table)
+            name = self.const_names[id(value)] = self.const("t", value)
         return name
+
+    def lookup(self, identity: tuple[Any, ...], bits: int, compute: Callable[[int], Any], index: str) -> str:
+        """Expression of ``compute(index)`` for `index` of `bits` bits, through a table shared by alike signals.
+
+        Narrow: a tuple built now. Wider: a list (a dict past `LIST_BITS`) filled as values are first seen, read
+        with a walrus so the bits are extracted once; a list beats a dict subclass's ``__missing__`` ~2x there.
+        """
+        if bits <= TABLE_BITS:
+            return f"{self.table(identity, bits, compute)}[{index}]"
+        entry = self.tables.get(("lazy", identity))
+        if entry is None:
+            store: Any = [None] * (1 << bits) if bits <= LIST_BITS else {}
+
+            def fill(raw: int) -> Any:
+                value = store[raw] = compute(raw)
+                return value
+
+            entry = self.tables[("lazy", identity)] = (store, fill)
+        store, fill = entry
+        get = f"[(w := {index})]" if isinstance(store, list) else f".get(w := {index})"
+        return f"({self.name_of(store)}{get} or {self.name_of(fill)}(w))"
 
 
 class _Unsupported(Exception):
@@ -380,10 +405,10 @@ def _signal_fields(ctx: _Ctx, signal: Signal, code: list[str], indent: str) -> l
             bits = f"w{n}"
         if not labelled or ctx.choices == "both":
             text, text_id = _number_text(signal, numeric_is_int, suffix)
-            fields.append(_Field(key, f"{{{ctx.table(text_id, signal.length, text)}[{bits}]}}", name))
+            fields.append(_Field(key, f"{{{ctx.lookup(text_id, signal.length, text, bits)}}}", name))
         if labelled:
             text, text_id = _label_text(signal)
-            fields.append(_Field(label_key, f"{{{ctx.table(text_id, signal.length, text)}[{bits}]}}", label_name))
+            fields.append(_Field(label_key, f"{{{ctx.lookup(text_id, signal.length, text, bits)}}}", label_name))
         return fields
     # A wide signal: computed inline, each value is seldom seen twice.
     n = ctx.next_id()
@@ -455,7 +480,8 @@ def _emit_return(
                 "f" + repr(piece) + (f" if {check} - {check} == 0 else None" if check else "")
                 for piece, check in pieces
             )
-            code.append(f"{indent}{var} = [x for x in ({items},) if x is not None]")
+            code.append(f"{indent}{var} = ({items},)")  # not in the comprehension: it may hold walruses
+            code.append(f"{indent}{var} = [x for x in {var} if x is not None]")
             code.append(f"{indent}{var} = {prefix!r} + ' ' + ','.join({var}) + f' {{t}}000' if {var} else ''")
             parts.append(var)
         else:
