@@ -3,11 +3,16 @@
 cantools parses the DBC/KCD/ARXML files and defines the meaning of every bit; decoding frame after frame through
 ``Database.decode_message`` is exact but slow (a dict, a bitstruct call and a conversion object per signal).
 `compile_bus` therefore turns each message into a small Python function, generated from its signals, that
-extracts every signal with one ``int.from_bytes`` and shifts and masks, applies the same conversion cantools
-applies (``raw * scale + offset`` with the DBC's own int/float literals, value tables, IEEE floats, simple and
-extended multiplexing) and returns the finished line(s): the values are those ``decode_message`` returns,
-bit for bit, at a fraction of the cost. Messages the generator does not handle (container PDUs, several
-multiplexers side by side) fall back to cantools itself, so every message decodes.
+returns the finished line(s) as one f-string. Each value's text comes from a lookup table built with cantools'
+own conversion (``raw * scale + offset``, value tables, signedness), so the values are those
+``decode_message`` returns, bit for bit: a signal lying in one byte is ``table[byte]`` (a tuple byte value →
+text, shared by every alike signal, so it stays in the CPU caches); a wider one extracts its bits from the
+payload read as one integer and looks them up in a table filled as values are first seen; IEEE floats and
+signals wider than 16 bits are computed inline. A multiplexed message looks its selector's value up in a table
+that gives the function of that branch (simple and extended multiplexing). Messages the generator does not
+handle (container PDUs, several multiplexers side by side) fall back to cantools itself, so every message
+decodes. `tests/can_gateway/test_decoder_opendbc.py` checks every message of 115 real-world DBC files against
+cantools.
 
 A frame is a plain tuple ``(timestamp_s, key, flags, data)``: `key` is the arbitration id, with bit 31 set for
 an extended (29-bit) id as cantools numbers them; `flags` holds `FD`, `BRS`, `ESI`, `REMOTE`, `ERROR`.
@@ -50,6 +55,7 @@ from cantools.database.conversion import (
     LinearIntegerConversion,
     NamedSignalConversion,
 )
+from cantools.database.namedsignalvalue import NamedSignalValue
 
 from telestack.can_gateway.errors import DatabaseError, DecodeFailure, MappingError
 from telestack.can_gateway.settings import MessageMapping
@@ -135,6 +141,24 @@ def _braces(text: str) -> str:
 
 # --- compiling ------------------------------------------------------------------------------------------
 
+TABLE_BITS = 8  # signals this narrow read their text from a tuple built at compile time (256 entries at most)
+LIST_BITS = 14  # up to this width, from a list filled on first sight (16,384 entries at most), then a dict
+MEMO_MAX_BITS = 16  # up to this width, from a dict filled on first sight (65,536 entries at most)
+
+
+class _Memo(dict[int, Any]):
+    """Raw bits → value, computed on first sight by cantools' own conversion and kept."""
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute: Callable[[int], Any]) -> None:
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, bits: int) -> Any:
+        value = self[bits] = self.compute(bits)
+        return value
+
 
 @dataclass(slots=True)
 class _Field:
@@ -144,6 +168,9 @@ class _Field:
     expr: str  # f-string part producing the value text
     sort: str  # unescaped name, for ordering
     finite_check: str | None = None  # variable holding an IEEE float that may be NaN/Inf
+    # A signal lying in one byte: its value text is ``table[that byte's value]`` (`expr` is then '').
+    byte: int | None = None
+    table: str = ""
 
 
 @dataclass(slots=True)
@@ -151,10 +178,16 @@ class _Ctx:
     message: Message
     mapping: MessageMapping
     choices: ChoiceMode
+    tags: dict[str, str]
+    mux_tag: str
+    tables: dict[tuple[Any, ...], Any]  # shared by the messages of a bus: identity → table
     consts: dict[str, Any] = field(default_factory=dict)
-    code: list[str] = field(default_factory=list)
+    const_names: dict[int, str] = field(default_factory=dict)  # id(table) → its name in this message's code
+    functions: list[str] = field(default_factory=list)  # source of every generated function
+    # Dispatch tables to fill once the functions exist: name → builder(namespace of the generated code).
+    dispatch: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    words: set[str] = field(default_factory=set)  # payload integers (`le`, `be`) some function reads
     counter: int = 0
-    memo_names: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def next_id(self) -> int:
         self.counter += 1
@@ -165,26 +198,68 @@ class _Ctx:
         self.consts[name] = value
         return name
 
+    def table(self, identity: tuple[Any, ...], bits: int, compute: Callable[[int], Any]) -> str:
+        """Name of the lookup raw bits → `compute(bits)`: a tuple for narrow signals, else a `_Memo` filled on
+        first sight (multiplexer selectors wider than a byte)."""
+        table = self.tables.get(identity)
+        if table is None:
+            table = tuple(compute(b) for b in range(1 << bits)) if bits <= TABLE_BITS else _Memo(compute)
+            self.tables[identity] = table
+        return self.name_of(table)
+
+    def name_of(self, value: Any) -> str:
+        name = self.const_names.get(id(value))
+        if name is None:
+            name = self.const_names[id(value)] = self.const("t", value)
+        return name
+
+    def lookup(self, identity: tuple[Any, ...], bits: int, compute: Callable[[int], Any], index: str) -> str:
+        """Expression of ``compute(index)`` for `index` of `bits` bits, through a table shared by alike signals.
+
+        Narrow: a tuple built now. Wider: a list (a dict past `LIST_BITS`) filled as values are first seen, read
+        with a walrus so the bits are extracted once; a list beats a dict subclass's ``__missing__`` ~2x there.
+        """
+        if bits <= TABLE_BITS:
+            return f"{self.table(identity, bits, compute)}[{index}]"
+        entry = self.tables.get(("lazy", identity))
+        if entry is None:
+            store: Any = [None] * (1 << bits) if bits <= LIST_BITS else {}
+
+            def fill(raw: int) -> Any:
+                value = store[raw] = compute(raw)
+                return value
+
+            entry = self.tables[("lazy", identity)] = (store, fill)
+        store, fill = entry
+        get = f"[(w := {index})]" if isinstance(store, list) else f".get(w := {index})"
+        return f"({self.name_of(store)}{get} or {self.name_of(fill)}(w))"
+
 
 class _Unsupported(Exception):
     """The generator does not handle this message; cantools decodes it instead."""
 
 
-def _extract_expr(signal: Signal, length_bytes: int) -> str:
+def _extract_expr(ctx: _Ctx, signal: Signal) -> str:
+    """Expression of the signal's raw bits (unsigned) from the payload read as one integer."""
     mask = (1 << signal.length) - 1
     if signal.byte_order == "little_endian":
         shift, word = signal.start, "le"
     else:
         msb = 8 * (signal.start // 8) + 7 - signal.start % 8  # sawtooth → linear, bit 0 = MSB of byte 0
-        shift, word = 8 * length_bytes - msb - signal.length, "be"
+        shift, word = 8 * ctx.message.length - msb - signal.length, "be"
     if shift < 0 or signal.start < 0:
         raise _Unsupported(f"signal {signal.name} lies outside the message")
+    ctx.words.add(word)
     return f"(({word} >> {shift}) & {mask:#x})" if shift else f"({word} & {mask:#x})"
+
+
+def _inner(conversion: Any) -> Any:
+    return conversion._conversion if isinstance(conversion, NamedSignalConversion) else conversion
 
 
 def _numeric_expr(conversion: Any, raw: str) -> tuple[str, bool]:
     """(expression of the scaled number, is it an int) — the very arithmetic cantools does."""
-    inner = conversion._conversion if isinstance(conversion, NamedSignalConversion) else conversion
+    inner = _inner(conversion)
     if isinstance(inner, IdentityConversion):
         return raw, not inner.is_float
     if isinstance(inner, LinearIntegerConversion):
@@ -203,8 +278,7 @@ def _integer_suffix(signal: Signal) -> str:
     ``i`` when every value it can take fits int64; ``u`` when they are all >= 0 and fit uint64 but not all
     int64 (an unsigned 64-bit signal: 2**63 and up is not a valid ``i``); '' when no one type holds them all.
     """
-    conversion = signal.conversion
-    inner = conversion._conversion if isinstance(conversion, NamedSignalConversion) else conversion
+    inner = _inner(signal.conversion)
     if signal.is_signed:
         ends = (-(1 << (signal.length - 1)), (1 << (signal.length - 1)) - 1)
     else:
@@ -219,100 +293,152 @@ def _integer_suffix(signal: Signal) -> str:
     return ""
 
 
-MEMO_MAX_BITS = 16  # signals this narrow memoize their formatted value: at most 65,536 entries per conversion
+def _raw_of(signal: Signal) -> Callable[[int], int]:
+    """Raw bits → the raw value cantools sees (sign-extended for a signed signal)."""
+    sign_bit = 1 << (signal.length - 1)
+    if not signal.is_signed:
+        return int
+    return lambda bits: (bits ^ sign_bit) - sign_bit
 
 
-def _memo_for(ctx: _Ctx, signal: Signal, numeric_is_int: bool, presigned: bool, suffix: str) -> str:
-    """A shared dict raw bits → formatted value, filled on first sight with cantools' own conversion."""
+def _identity(kind: str, signal: Signal, *extra: Any) -> tuple[Any, ...]:
+    """What a lookup table depends on, so signals alike share one."""
     conversion = signal.conversion
-    inner = conversion._conversion if isinstance(conversion, NamedSignalConversion) else conversion
-    identity = (signal.length, signal.is_signed, presigned, type(inner).__name__, repr(inner.scale), repr(inner.offset))
-    memo_name = ctx.memo_names.get(identity)
-    if memo_name is not None:
-        return memo_name
-    memo: dict[int, str] = {}
-    sign_bit, wrap = 1 << (signal.length - 1), 1 << signal.length
-    signed = signal.is_signed and not presigned
-    to_scaled = inner.raw_to_scaled
-
-    def miss(bits: int) -> str:
-        raw = bits - wrap if signed and bits & sign_bit else bits
-        value = to_scaled(raw, False)
-        text = f"{value}{suffix}" if numeric_is_int else repr(value)
-        memo[bits] = text
-        return text
-
-    memo_name = ctx.const("memo", memo)
-    ctx.consts[memo_name + "_miss"] = miss
-    ctx.memo_names[identity] = memo_name
-    return memo_name
+    inner = _inner(conversion)
+    choices = tuple(sorted((int(k), str(v)) for k, v in (conversion.choices or {}).items()))
+    scaling = (type(inner).__name__, repr(getattr(inner, "scale", 1)), repr(getattr(inner, "offset", 0)))
+    return (kind, signal.length, signal.is_signed, scaling, choices, *extra)
 
 
-def _emit_signal(
-    ctx: _Ctx, signal: Signal, indent: str, is_mux: bool, n: int, extracted: bool
-) -> tuple[list[_Field], str | None]:
-    """Emit the code computing one signal; return its output fields and, for a multiplexer, its selector.
+def _number_text(signal: Signal, is_int: bool, suffix: str) -> tuple[Callable[[int], str], tuple[Any, ...]]:
+    """Raw bits → the scaled value as line-protocol text (cantools' own conversion), and what it depends on."""
+    raw_of, to_scaled = _raw_of(signal), _inner(signal.conversion).raw_to_scaled
 
-    `extracted`: ``r<n>`` already holds the raw value, sign-extended (or the float), from a struct unpack.
-    """
-    var, raw, label_var, text = f"v{n}", f"r{n}", f"c{n}", f"s{n}"
-    code = ctx.code
-    if not extracted:
-        code.append(f"{indent}{raw} = {_extract_expr(signal, ctx.message.length)}")
+    def text(bits: int) -> str:
+        value = to_scaled(raw_of(bits), False)
+        return f"{value}{suffix}" if is_int else repr(value)
+
+    return text, _identity("number", signal, is_int, suffix)
+
+
+def _label_text(signal: Signal) -> tuple[Callable[[int], str], tuple[Any, ...]]:
+    """Raw bits → the value-table label as a line-protocol string; outside the table, the number as a string
+    (so the field keeps one type in InfluxDB)."""
+    conversion = signal.conversion
+    raw_of, to_scaled = _raw_of(signal), _inner(conversion).raw_to_scaled
+    labels = {int(k): str(v) for k, v in (conversion.choices or {}).items()}
+
+    def text(bits: int) -> str:
+        raw = raw_of(bits)
+        label = labels.get(raw)
+        return _lp_string(label if label is not None else str(to_scaled(raw, False)))
+
+    return text, _identity("label", signal)
+
+
+def _in_byte(ctx: _Ctx, signal: Signal) -> tuple[int, int] | None:
+    """(byte, shift) when the signal's bits all lie in one payload byte: its raw bits are
+    ``(data[byte] >> shift) & mask``."""
+    byte, bit = divmod(signal.start, 8)
+    if signal.start < 0 or byte >= ctx.message.length:
+        return None  # `_extract_expr` refuses it
+    # Big-endian: `start` is the most significant bit.
+    shift = bit if signal.byte_order == "little_endian" else bit - signal.length + 1
+    if shift < 0 or shift + signal.length > 8:
+        return None
+    return byte, shift
+
+
+def _selector_table(ctx: _Ctx, signal: Signal) -> tuple[str, Callable[[int], int]]:
+    """Raw bits → the multiplexer value cantools selects on (``Message._get_mux_number``)."""
+    conversion = signal.conversion
+    raw_of = _raw_of(signal)
+    decode_choices = ctx.choices != "number"  # as decode_message is called in this mode
+
+    def compute(bits: int) -> int:
+        value = conversion.raw_to_scaled(raw_of(bits), decode_choices)
+        if isinstance(value, str | NamedSignalValue):
+            return int(conversion.choice_to_number(str(value)))
+        return int(value)
+
+    return ctx.table(_identity("selector", signal, decode_choices), signal.length, compute), compute
+
+
+def _of_byte(text: Callable[[int], str], shift: int, mask: int) -> Callable[[int], str]:
+    """Byte value → `text` of the bits ``(byte >> shift) & mask``, one string object per distinct value."""
+    values = [text(bits) for bits in range(mask + 1)]
+    return lambda byte: values[(byte >> shift) & mask]
+
+
+def _signal_fields(ctx: _Ctx, signal: Signal, code: list[str], indent: str) -> list[_Field]:
+    """The output fields of one signal, as f-string parts; statements they need are appended to `code`."""
     conversion = signal.conversion
     name = ctx.mapping.rename.get(signal.name, signal.name)
     key = _braces(_lp_field_key(name))
-    if signal.is_float and (signal.length not in (32, 64) or conversion.choices):
-        raise _Unsupported(f"float signal {signal.name} of {signal.length} bits")
-    numeric, is_int = _numeric_expr(conversion, raw)
-    suffix = _integer_suffix(signal) if is_int else ""
-    if is_int and not suffix:
+    if signal.is_float:
+        if signal.length not in (32, 64) or conversion.choices:
+            raise _Unsupported(f"float signal {signal.name} of {signal.length} bits")
+        n = ctx.next_id()
+        unpack = ctx.const("unpack", struct.Struct("<f" if signal.length == 32 else "<d").unpack)
+        bits = _extract_expr(ctx, signal)
+        code.append(f"{indent}f{n} = {unpack}({bits}.to_bytes({signal.length // 8}, 'little'))[0]")
+        code.append(f"{indent}v{n} = {_numeric_expr(conversion, f'f{n}')[0]}")
+        return [_Field(key, f"{{v{n}!r}}", name, f"v{n}")]
+    numeric_is_int = _numeric_expr(conversion, "x")[1]
+    suffix = _integer_suffix(signal) if numeric_is_int else ""
+    if numeric_is_int and not suffix:
         raise _Unsupported(f"integer signal {signal.name} takes values no single int64 or uint64 type holds")
     labelled = bool(conversion.choices) and ctx.choices in ("string", "both")
-    if not is_mux and not signal.is_float and not labelled and signal.length <= MEMO_MAX_BITS:
-        memo = _memo_for(ctx, signal, is_int, extracted, suffix)
-        code.append(f"{indent}{text} = {memo}.get({raw})")
-        code.append(f"{indent}if {text} is None:")
-        code.append(f"{indent}    {text} = {memo}_miss({raw})")
-        return [_Field(key, f"{{{text}}}", name)], None
-    if signal.is_float and not extracted:
-        unpack = ctx.const("unpack", struct.Struct("<f" if signal.length == 32 else "<d").unpack)
-        code.append(f"{indent}{raw} = {unpack}({raw}.to_bytes({signal.length // 8}, 'little'))[0]")
-    elif signal.is_signed and not extracted:
-        code.append(f"{indent}{raw} -= ({raw} & {1 << (signal.length - 1):#x}) << 1")
-    selector = None
-    if is_mux:
-        selector = f"sel{n}"
-        if conversion.choices:
-            table = ctx.const("mux_choices", frozenset(int(k) for k in conversion.choices))
-            code.append(f"{indent}{selector} = {raw} if {raw} in {table} else int({numeric})")
-        else:
-            code.append(f"{indent}{selector} = int({numeric})")
+    label_key, label_name = key, name
+    if ctx.choices == "both":
+        label_key, label_name = _braces(_lp_field_key(name + "_label")), name + "_label"
     fields: list[_Field] = []
-    number_text = suffix
-    number_fmt = "" if is_int else "!r"
+    place = _in_byte(ctx, signal)
+    if place is not None:  # a table byte value → value text, shared by alike signals
+        byte, shift = place
+        mask = (1 << signal.length) - 1
+        outputs = []
+        if not labelled or ctx.choices == "both":
+            outputs.append((key, name, *_number_text(signal, numeric_is_int, suffix)))
+        if labelled:
+            outputs.append((label_key, label_name, *_label_text(signal)))
+        for fkey, fname, text, text_id in outputs:
+            table = ctx.table(("byte", shift, text_id), 8, _of_byte(text, shift, mask))
+            fields.append(_Field(fkey, "", fname, byte=byte, table=table))
+        return fields
+    bits = _extract_expr(ctx, signal)
+    if signal.length <= MEMO_MAX_BITS:
+        if labelled and ctx.choices == "both":  # the bits feed two lookups: extract them once
+            n = ctx.next_id()
+            code.append(f"{indent}w{n} = {bits}")
+            bits = f"w{n}"
+        if not labelled or ctx.choices == "both":
+            text, text_id = _number_text(signal, numeric_is_int, suffix)
+            fields.append(_Field(key, f"{{{ctx.lookup(text_id, signal.length, text, bits)}}}", name))
+        if labelled:
+            text, text_id = _label_text(signal)
+            fields.append(_Field(label_key, f"{{{ctx.lookup(text_id, signal.length, text, bits)}}}", label_name))
+        return fields
+    # A wide signal: computed inline, each value is seldom seen twice.
+    n = ctx.next_id()
+    raw = f"r{n}"
+    code.append(f"{indent}{raw} = {bits}")
+    if signal.is_signed:
+        sign = 1 << (signal.length - 1)
+        code.append(f"{indent}{raw} = ({raw} ^ {sign:#x}) - {sign:#x}")
+    numeric, _ = _numeric_expr(conversion, raw)
+    number = f"{{{numeric}}}{suffix}" if numeric_is_int else f"{{{numeric}!r}}"
     if labelled:
         labels = ctx.const("labels", {int(k): _lp_string(str(v)) for k, v in (conversion.choices or {}).items()})
         quote = ctx.const("quote", _lp_string)
-        code.append(f"{indent}{label_var} = {labels}.get({raw})")
-        if ctx.choices == "string":
-            # Outside the table: the number, as a string too, so the field keeps one type in InfluxDB.
-            code.append(f"{indent}if {label_var} is None:")
-            code.append(f"{indent}    {label_var} = {quote}(str({numeric}))")
-            if signal.length <= MEMO_MAX_BITS:
-                code.append(f"{indent}    {labels}[{raw}] = {label_var}")
-            fields.append(_Field(key, f"{{{label_var}}}", name))
-        else:
-            code.append(f"{indent}{var} = {numeric}")
-            code.append(f"{indent}if {label_var} is None:")
-            code.append(f"{indent}    {label_var} = {quote}(str({var}))")
-            fields.append(_Field(key, f"{{{var}{number_fmt}}}{number_text}", name))
-            fields.append(_Field(_braces(_lp_field_key(name + "_label")), f"{{{label_var}}}", name + "_label"))
-        return fields, selector
-    code.append(f"{indent}{var} = {numeric}")
-    finite = var if signal.is_float else None
-    fields.append(_Field(key, f"{{{var}{number_fmt}}}{number_text}", name, finite))
-    return fields, selector
+        code.append(f"{indent}c{n} = {labels}.get({raw})")
+        code.append(f"{indent}if c{n} is None:")
+        code.append(f"{indent}    c{n} = {quote}(str({numeric}))")
+        if ctx.choices == "both":
+            fields.append(_Field(key, number, name))
+        fields.append(_Field(label_key, f"{{c{n}}}", label_name))
+        return fields
+    return [_Field(key, number, name)]
 
 
 def _selected(ctx: _Ctx, name: str) -> bool:
@@ -320,32 +446,55 @@ def _selected(ctx: _Ctx, name: str) -> bool:
     return (keep is None or name in keep) and name not in ctx.mapping.exclude
 
 
-def _emit_return(ctx: _Ctx, fields: list[tuple[Signal, _Field]], indent: str, tags: dict[str, str]) -> None:
+def _pieces(fields: list[_Field], unpacked: bool) -> list[tuple[str, str | None]]:
+    """The f-string parts writing `fields`, ordered by name, and the float each must check is finite.
+
+    A signal lying in one byte is one lookup of that byte, ``b<n>`` when the payload is `unpacked` into
+    one variable per byte, else ``data[<n>]``.
+    """
+    pieces = []
+    for fld in sorted(fields, key=lambda f: f.sort):
+        if fld.byte is not None:
+            expr = f"{{{fld.table}[{f'b{fld.byte}' if unpacked else f'data[{fld.byte}]'}]}}"
+        else:
+            expr = fld.expr
+        pieces.append((f"{fld.key}={expr}", fld.finite_check))
+    return pieces
+
+
+def _emit_return(
+    ctx: _Ctx, fields: list[tuple[Signal, _Field]], code: list[str], indent: str, tags: dict[str, str]
+) -> None:
     default = ctx.mapping.measurement or ctx.message.name
     groups: dict[str, list[_Field]] = {}
     for signal, fld in fields:
         measurement = ctx.mapping.signal_measurements.get(signal.name, default)
         groups.setdefault(measurement, []).append(fld)
-    code = ctx.code
+    # The payload as one variable per byte when most bytes are read (cheaper than ``data[n]`` each time).
+    in_byte = {f.byte for _, f in fields if f.byte is not None}
+    reads = sum(1 for _, f in fields if f.byte is not None)
+    unpacked = reads >= 3 and 2 * reads >= ctx.message.length
+    if unpacked:
+        names = ", ".join(f"b{n}" if n in in_byte else "_" for n in range(ctx.message.length))
+        code.append(f"{indent}{names}, = data" if ctx.message.length == 1 else f"{indent}{names} = data")
     parts: list[str] = []
     dynamic = False
     for measurement in sorted(groups):
         prefix = _lp_prefix(measurement, tags)
-        flds = sorted(groups[measurement], key=lambda f: f.sort)
-        if any(f.finite_check for f in flds):
+        pieces = _pieces(groups[measurement], unpacked)
+        if any(check for _, check in pieces):
             dynamic = True
             var = f"p{len(parts)}"
             items = ", ".join(
-                "f"
-                + repr(f"{f.key}={f.expr}")
-                + (f" if {f.finite_check} - {f.finite_check} == 0 else None" if f.finite_check else "")
-                for f in flds
+                "f" + repr(piece) + (f" if {check} - {check} == 0 else None" if check else "")
+                for piece, check in pieces
             )
-            code.append(f"{indent}{var} = [x for x in ({items},) if x is not None]")
+            code.append(f"{indent}{var} = ({items},)")  # not in the comprehension: it may hold walruses
+            code.append(f"{indent}{var} = [x for x in {var} if x is not None]")
             code.append(f"{indent}{var} = {prefix!r} + ' ' + ','.join({var}) + f' {{t}}000' if {var} else ''")
             parts.append(var)
         else:
-            body = ",".join(f"{f.key}={f.expr}" for f in flds)
+            body = ",".join(piece for piece, _ in pieces)
             parts.append("f" + repr(_braces(prefix) + " " + body + " {t}000"))
     if not parts:
         code.append(f"{indent}return ''")
@@ -357,99 +506,90 @@ def _emit_return(ctx: _Ctx, fields: list[tuple[Signal, _Field]], indent: str, ta
         code.append(f"{indent}return {' + chr(10) + '.join(parts)}")
 
 
-_STRUCT_CODES = {(8, False): "B", (8, True): "b", (16, False): "H", (16, True): "h",
-                 (32, False): "I", (32, True): "i", (64, False): "Q", (64, True): "q"}  # fmt: skip
+def _emit_node(ctx: _Ctx, tree: Sequence[Any], path: list[Signal], chain: list[str]) -> str:
+    """Generate the function decoding one node of the signal tree and return its name.
 
-
-def _aligned_bytes(signal: Signal) -> int | None:
-    """First byte of a byte-aligned 8/16/32/64-bit signal (struct can read it), else None."""
-    if signal.length not in (8, 16, 32, 64) or (signal.is_float and signal.length == 8):
-        return None
-    if signal.byte_order == "little_endian":
-        return signal.start // 8 if signal.start % 8 == 0 else None
-    return signal.start // 8 if signal.start % 8 == 7 else None
-
-
-def _emit_struct_unpacks(ctx: _Ctx, signals: list[Signal], ids: dict[str, int], indent: str) -> set[str]:
-    """Read the byte-aligned signals of one tree level with one struct call per byte order."""
-    done: set[str] = set()
-    for order, prefix in (("little_endian", "<"), ("big_endian", ">")):
-        chosen: list[tuple[int, Signal]] = []
-        used: set[int] = set()
-        for signal in signals:
-            first = _aligned_bytes(signal) if signal.byte_order == order else None
-            if first is None:
-                continue
-            span = set(range(first, first + signal.length // 8))
-            if span & used or first + signal.length // 8 > ctx.message.length:
-                continue
-            used |= span
-            chosen.append((first, signal))
-        if not chosen:
-            continue
-        chosen.sort(key=lambda item: item[0])
-        fmt, position = prefix, 0
-        for first, signal in chosen:
-            fmt += "x" * (first - position)
-            fmt += (
-                ("f" if signal.length == 32 else "d")
-                if signal.is_float
-                else _STRUCT_CODES[(signal.length, signal.is_signed)]
-            )
-            position = first + signal.length // 8
-        unpack = ctx.const("struct", struct.Struct(fmt).unpack_from)
-        targets = ", ".join(f"r{ids[signal.name]}" for _, signal in chosen)
-        ctx.code.append(f"{indent}{targets}, = {unpack}(data)")
-        done.update(signal.name for _, signal in chosen)
-    return done
-
-
-def _emit_node(
-    ctx: _Ctx,
-    tree: Sequence[Any],
-    indent: str,
-    fields: list[tuple[Signal, _Field]],
-    chain: list[str],
-    tags: dict[str, str],
-    mux_tag: str,
-) -> None:
+    The root is ``decode(data, ts)``; below a multiplexer, each of its values has a function
+    ``(data, le, be, t)`` that decodes the signals of its branch and of every enclosing level (`path`), found
+    through a dict by the selector's value: a frame runs only the code of its own branch.
+    """
     message = ctx.message
     plain = [node for node in tree if isinstance(node, str)]
     muxes = [node for node in tree if isinstance(node, dict)]
     if len(muxes) > 1 or any(len(node) != 1 for node in muxes):
         raise _Unsupported("several multiplexers at one level")
-    fields = list(fields)
-    level = [message.get_signal_by_name(name) for name in plain]
-    if muxes:
-        level.append(message.get_signal_by_name(next(iter(muxes[0]))))
-    ids = {signal.name: ctx.next_id() for signal in level}
-    extracted = _emit_struct_unpacks(ctx, level, ids, indent)
-    for name in plain:
-        signal = message.get_signal_by_name(name)
-        produced, _ = _emit_signal(ctx, signal, indent, False, ids[name], name in extracted)
-        if _selected(ctx, name):
-            fields.extend((signal, f) for f in produced)
+    root = not chain and not path
+    name = "decode" if root else f"node{ctx.next_id()}"
+    indent = "    "
+    code = [f"def {name}(data, ts):" if root else f"def {name}(data, le, be, t):"]
+    if root:
+        length = message.length
+        code.append(f"    if len(data) != {length}:")
+        code.append(f"        if len(data) < {length}:")
+        failure = ctx.const("name", f"{message.name}: ")
+        code.append(
+            f"            raise DecodeFailure(f'{{{failure}}}{{len(data)}} data bytes, the database says {length}')"
+        )
+        code.append(f"        data = data[:{length}]")
+        code.append("    t = round(ts * 1000000)")
+    header = len(code)
+    level = [*path, *(message.get_signal_by_name(name) for name in plain)]
     if not muxes:
-        branch_tags = dict(tags)
+        fields: list[tuple[Signal, _Field]] = []
+        for signal in level:
+            produced = _signal_fields(ctx, signal, code, indent)
+            if _selected(ctx, signal.name):
+                fields.extend((signal, f) for f in produced)
+        tags = dict(ctx.tags)
         if chain:
-            branch_tags[mux_tag] = "/".join(chain)
-        _emit_return(ctx, fields, indent, branch_tags)
-        return
-    ((mux_name, branches),) = muxes[0].items()
-    mux_signal = message.get_signal_by_name(mux_name)
-    produced, selector = _emit_signal(ctx, mux_signal, indent, True, ids[mux_name], mux_name in extracted)
-    if _selected(ctx, mux_name):
-        fields.extend((mux_signal, f) for f in produced)
-    keyword = "if"
-    for value, subtree in branches.items():
-        ctx.code.append(f"{indent}{keyword} {selector} == {int(value)}:")
-        _emit_node(ctx, subtree, indent + "    ", fields, [*chain, str(int(value))], tags, mux_tag)
-        keyword = "elif"
-    known = ctx.const("known", sorted(int(v) for v in branches))
-    ctx.code.append(
-        f"{indent}raise DecodeFailure(f'{message.name}: multiplexer {mux_name} = {{{selector}}} "
-        f"is none of {{{known}}}')"
-    )
+            tags[ctx.mux_tag] = "/".join(chain)
+        _emit_return(ctx, fields, code, indent, tags)
+    else:
+        ((mux_name, branches),) = muxes[0].items()
+        mux_signal = message.get_signal_by_name(mux_name)
+        if mux_signal.is_float or mux_signal.length > MEMO_MAX_BITS:
+            raise _Unsupported(f"multiplexer {mux_name} of {mux_signal.length} bits")
+        selector, select = _selector_table(ctx, mux_signal)
+        targets = {
+            int(value): _emit_node(ctx, subtree, [*level, mux_signal], [*chain, str(int(value))])
+            for value, subtree in branches.items()
+        }
+        known = ctx.const("name", f"{message.name}: multiplexer {mux_name} = ")
+        place = _in_byte(ctx, mux_signal)
+        if place is not None:  # one lookup of its byte gives the branch's function
+            byte, shift = place
+            mask = (1 << mux_signal.length) - 1
+            bits = f"((data[{byte}] >> {shift}) & {mask:#x})"
+            nodes = ctx.const("nodes", None)
+
+            def by_byte(namespace: dict[str, Any]) -> tuple[Any, ...]:
+                branch = [targets.get(select((value >> shift) & mask)) for value in range(256)]
+                return tuple(namespace[name] if name is not None else None for name in branch)
+
+            ctx.dispatch[nodes] = by_byte
+            code.append(f"{indent}node = {nodes}[data[{byte}]]")
+        else:
+            bits = _extract_expr(ctx, mux_signal)
+            nodes = ctx.const("nodes", None)
+
+            def by_value(namespace: dict[str, Any]) -> dict[int, Any]:
+                return {value: namespace[name] for value, name in targets.items()}
+
+            ctx.dispatch[nodes] = by_value
+            code.append(f"{indent}node = {nodes}.get({selector}[{bits}])")
+        code.append(f"{indent}if node is None:")
+        code.append(
+            f"{indent}    raise DecodeFailure(f'{{{known}}}{{{selector}[{bits}]}} is none of {sorted(targets)}')"
+        )
+        words = ", ".join(word if word in ctx.words else "None" for word in ("le", "be"))
+        code.append(f"{indent}return node(data, {words}, t)")
+    if root:  # the payload as integers, read once per frame and only when some signal needs one
+        if "be" in ctx.words:
+            code.insert(header, "    be = from_bytes(data, 'big')")
+        if "le" in ctx.words:
+            code.insert(header, "    le = from_bytes(data, 'little')")
+    ctx.functions.append("\n".join(code))
+    return name
 
 
 def _compile_message(
@@ -459,28 +599,15 @@ def _compile_message(
     choices: ChoiceMode,
     tags: dict[str, str],
     mux_tag: str,
+    tables: dict[tuple[Any, ...], Any],
 ) -> DecodeFn:
-    ctx = _Ctx(message, mapping, choices)
-    length = message.length
-    ctx.code.append("def decode(data, ts):")
-    ctx.code.append("    t = round(ts * 1000000)")
-    ctx.code.append(f"    if len(data) != {length}:")
-    ctx.code.append(f"        if len(data) < {length}:")
-    ctx.code.append(
-        f"            raise DecodeFailure(f'{message.name}: {{len(data)}} data bytes, the database says {length}')"
-    )
-    ctx.code.append(f"        data = data[:{length}]")
-    header = len(ctx.code)
-    _emit_node(ctx, message.signal_tree, "    ", [], [], tags, mux_tag)
-    body = "\n".join(ctx.code[header:])
-    # The whole payload as one int, only when some signal is not byte-aligned (struct reads the others).
-    if "(le >>" in body or "(le &" in body:
-        ctx.code.insert(header, "    le = from_bytes(data, 'little')")
-    if "(be >>" in body or "(be &" in body:
-        ctx.code.insert(header, "    be = from_bytes(data, 'big')")
-    source = "\n".join(ctx.code) + "\n"
+    ctx = _Ctx(message, mapping, choices, tags, mux_tag, tables)
+    _emit_node(ctx, message.signal_tree, [], [])
+    source = "\n\n".join(ctx.functions) + "\n"
     namespace: dict[str, Any] = {"from_bytes": int.from_bytes, "DecodeFailure": DecodeFailure, **ctx.consts}
     exec(compile(source, f"<can decoder {message.name}>", "exec"), namespace)
+    for name, build in ctx.dispatch.items():
+        namespace[name] = build(namespace)
     function: DecodeFn = namespace["decode"]
     function.__doc__ = source  # the generated code, for whoever debugs it
     return function
@@ -580,6 +707,7 @@ def compile_bus(
     messages: dict[int, Message] = {}
     fallback: set[int] = set()
     names: set[str] = set()
+    tables: dict[tuple[Any, ...], Any] = {}  # lookups shared by alike signals of every message
     for database in databases:
         for message in database.messages:
             key = frame_key(message.frame_id, message.is_extended_frame)
@@ -594,7 +722,7 @@ def compile_bus(
             try:
                 if message.is_container:
                     raise _Unsupported("container message")
-                functions[key] = _compile_message(message, **options)  # type: ignore[arg-type]
+                functions[key] = _compile_message(message, tables=tables, **options)  # type: ignore[arg-type]
             except (_Unsupported, SyntaxError):  # SyntaxError: a name the generated code cannot quote
                 functions[key] = _fallback_decoder(message, **options)  # type: ignore[arg-type]
                 fallback.add(key)
