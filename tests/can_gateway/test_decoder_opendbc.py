@@ -10,6 +10,7 @@ must be a `DecodeFailure` here too.
 
 from __future__ import annotations
 
+import os
 import random
 import tarfile
 import warnings
@@ -29,8 +30,11 @@ from tests.can_gateway.test_decoder import _assert_same, _cantools, _fields
 pytestmark = pytest.mark.slow
 
 ARCHIVE = DATA / "opendbc-0.3.1-dbc.tar.xz"
-FRAMES_PER_MESSAGE = 30  # random payloads per message and mode, besides all zeros and all ones
-MUX_FRAMES_PER_MESSAGE = 120  # more for multiplexed messages, so that most branches are taken
+# Random payloads per message and mode, besides all zeros and all ones, and more for multiplexed messages so that
+# most branches are taken: a sample in `make test`, the full campaign with TELESTACK_OPENDBC_SIZE=full.
+FULL = os.environ.get("TELESTACK_OPENDBC_SIZE") == "full"
+FRAMES_PER_MESSAGE = 30 if FULL else 8
+MUX_FRAMES_PER_MESSAGE = 120 if FULL else 32
 
 
 with tarfile.open(ARCHIVE) as _archive:
