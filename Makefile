@@ -5,8 +5,9 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# make test: xdist workers, each with its own servers; whole-stack tests share one (see tests/conftest.py)
-TEST_WORKERS ?= 2
+# make test: 0 runs the suite in one process (CI's setting); N > 1 spreads it over N xdist workers, each with its
+# own servers, the whole-stack modules taking turns on one of them (tests/conftest.py)
+TEST_WORKERS ?= 0
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
 # this checkout, wherever make runs from (`make -f path/to/Makefile env` in another directory)

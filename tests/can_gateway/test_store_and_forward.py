@@ -83,7 +83,9 @@ def test_kafka_outage_mid_stream_loses_nothing_and_keeps_order(
     assert running.stop() == 0
     for bus in senders.values():
         bus.shutdown()
-    assert spooled_during_outage > 20 and gateway.outbox.stats.outages == 1
+    # >= 1: on a loaded machine a delivery can also stall past stall_timeout_s after the restart, a second
+    # (correctly spooled) outage; what counts is below: every frame once, in order
+    assert spooled_during_outage > 20 and gateway.outbox.stats.outages >= 1
     assert not list((tmp_path / "spool").glob("*.spool"))  # drained and confirmed: nothing left to resend
     total = sum(sent.values())
     raw = consume(kafka, "can.raw", lambda got: _unique_frames(got) >= total, timeout_s=90)

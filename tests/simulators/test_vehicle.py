@@ -110,9 +110,8 @@ def test_simulator_sends_on_virtual_buses(tmp_path: Path, db: Database) -> None:
     received: list[can.Message] = []
     done = threading.Event()
 
-    def listen() -> None:
-        while not done.is_set():
-            message = listener.recv(0.1)
+    def listen() -> None:  # until the simulator is done and every frame it sent has been read
+        while (message := listener.recv(0.1)) is not None or not done.is_set():
             if message is not None:
                 received.append(message)
 
