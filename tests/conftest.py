@@ -57,9 +57,9 @@ SERVER_MODULES = (
 )
 
 
-# Tests that run a whole stack (a demo, the chaos servers and their services under load). `make test` runs the suite
-# on two xdist workers; these modules go to one of them, one test after the other, so two whole stacks never compete
-# for a small machine's cores (and the session's demo starts once), while the other worker runs everything else.
+# Tests that run a whole stack (a demo, the chaos servers and their services under load). `TEST_WORKERS=2 make test`
+# runs the suite on two xdist workers; these modules go to one of them, one test after the other, so two whole stacks
+# never compete for a small machine's cores (and the session's demo starts once), while the other runs the rest.
 WHOLE_STACK_MODULES = (
     "tests/chaos/",
     "tests/demo/test_command.py",
@@ -86,7 +86,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """--dist loadgroup: tests spread one by one over the workers, except WHOLE_STACK_MODULES, kept on one worker.
 
     (xdist's own loadgroup reads `xdist_group` marks through a private attribute pytest 9.2 no longer has: marks
-    are ignored, so the group is chosen here by module, in the scheduler's public hook.)
+    are ignored, so the group is chosen here by module, in the scheduler's public hook, overriding the one method
+    xdist's own LoadGroupScheduling overrides.)
     """
     if config.getvalue("dist") != "loadgroup":
         return None
