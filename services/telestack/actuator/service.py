@@ -40,6 +40,7 @@ from telestack.actuator.errors import (
 )
 from telestack.actuator.ingest import IngestBatch, IngestOptions, prepare_batch
 from telestack.actuator.kafka_io import AsyncProducer, CommandLogReader, OutgoingRecord
+from telestack.actuator.models import DeviceView, device_view
 from telestack.actuator.ratelimit import RateLimiter
 from telestack.actuator.registry import Registry
 from telestack.actuator.settings import ActuatorSettings
@@ -375,6 +376,17 @@ class ActuatorService:
             metrics.AUTH_FAILURES.labels("403").inc()
             raise Forbidden(f"token {principal.name!r} has neither the read scope nor a command scope")
         return [device.id for device in self.registry.devices if principal.can_see(device.id)]
+
+    def device_view(self, principal: Principal, device_id: str) -> DeviceView:
+        """One device as `principal` sees it, for the API and the /ui page: registry entry, state, last command."""
+        return device_view(
+            self.registry,
+            device_id,
+            self.tracker.device(device_id),
+            self.tracker.last_command(device_id),
+            can_command=principal.can_command(device_id),
+            default_timeout_s=self.options.command_timeout_s,
+        )
 
     def check_visible(self, principal: Principal, device_id: str) -> None:
         if not principal.can_see(device_id):

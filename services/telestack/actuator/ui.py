@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from telestack.actuator.deps import Service
 from telestack.actuator.errors import InvalidCommand, Problem, RequestError, Unauthorized
-from telestack.actuator.models import CommandStatus, DeviceView, command_status, device_view
+from telestack.actuator.models import CommandStatus, DeviceView, command_status
 from telestack.actuator.registry import ID_PATTERN, ArgSpec
 from telestack.actuator.routes.commands import IDEMPOTENCY_KEY_PATTERN
 from telestack.actuator.service import ActuatorService
@@ -282,15 +282,7 @@ def _page(
             flash = command_status(record)
     views = []
     for device_id in service.visible_devices(principal) if (principal.can_read() or principal.command_globs()) else []:
-        view = device_view(
-            service.registry,
-            device_id,
-            service.tracker.device(device_id),
-            service.tracker.last_command(device_id),
-            can_command=principal.can_command(device_id),
-            default_timeout_s=service.options.command_timeout_s,
-        )
-        views.append((view, service.registry.device_type(device_id).display))
+        views.append((service.device_view(principal, device_id), service.registry.device_type(device_id).display))
     page = render_page(
         views,
         who=principal.name,

@@ -5,24 +5,11 @@
 from fastapi import APIRouter
 
 from telestack.actuator.deps import Caller, DeviceId, Service
-from telestack.actuator.models import DeviceList, DeviceView, device_view, error_responses
-from telestack.actuator.service import ActuatorService
-from telestack.actuator.tokens import Principal
+from telestack.actuator.models import DeviceList, DeviceView, error_responses
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["devices"])
-
-
-def _view(service: ActuatorService, caller: Principal, device_id: str) -> DeviceView:
-    return device_view(
-        service.registry,
-        device_id,
-        service.tracker.device(device_id),
-        service.tracker.last_command(device_id),
-        can_command=caller.can_command(device_id),
-        default_timeout_s=service.options.command_timeout_s,
-    )
 
 
 @router.get(
@@ -32,7 +19,7 @@ def _view(service: ActuatorService, caller: Principal, device_id: str) -> Device
     responses=error_responses(401, 403, 429),
 )
 async def list_devices(caller: Caller, service: Service) -> DeviceList:
-    return DeviceList(devices=[_view(service, caller, device) for device in service.visible_devices(caller)])
+    return DeviceList(devices=[service.device_view(caller, device) for device in service.visible_devices(caller)])
 
 
 @router.get(
@@ -43,4 +30,4 @@ async def list_devices(caller: Caller, service: Service) -> DeviceList:
 )
 async def get_device(device: DeviceId, caller: Caller, service: Service) -> DeviceView:
     service.check_visible(caller, device)
-    return _view(service, caller, device)
+    return service.device_view(caller, device)
