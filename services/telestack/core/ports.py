@@ -2,7 +2,7 @@
 
 Settings defaults (`telestack.core.settings`, each service's ``http`` section), the native servers
 (``telestack native``) and the demo (`telestack.demo.stack`) read them here; ``docker-compose.yml`` and the
-README spell the same numbers for people (``tests/core/test_ports.py`` checks the settings agree).
+README spell the same numbers for people (``tests/core/test_ports.py`` checks that all of them agree).
 
 >>> SERVICE_PORTS["mqtt-bridge"], SERVER_PORTS["kafka"]
 (9102, 9092)
