@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,11 +37,30 @@ from telestack.native import Endpoints, NativeStack
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 POLL_S = 0.25
+PROGRESS_S = 15.0
 
 
 def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _progress(stack: E2EStack, every_s: float) -> Iterator[None]:
+    """A line every `every_s` seconds while the body runs: a user sees the run move, and where it lags."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(every_s):
+            _say("  " + stack.progress())
+
+    thread = threading.Thread(target=loop, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 @contextlib.contextmanager
@@ -68,10 +88,17 @@ def run_once(
         started = time.time()
         can, mqtt = stack.start_load(spec, run_dir / "load")
         stack.add_load_pids(**{k: p.process.pid for k, p in (("can-load", can), ("mqtt-load", mqtt)) if p is not None})
-        load = stack.collect_load(can, mqtt, run_dir / "load", timeout_s=spec.duration_s + 180)
-        load_ended = time.time()
-        udp_drops = stack.udp_drops()
-        drained = stack.wait_drained(load.expected(), timeout_s=300)
+        with _progress(stack, every_s=PROGRESS_S):
+            load = stack.collect_load(can, mqtt, run_dir / "load", timeout_s=spec.duration_s + 180)
+            load_ended = time.time()
+            _say(f"load ended after {load_ended - started:.0f} s; waiting for the pipeline to drain ...")
+            udp_drops = stack.udp_drops()
+            try:
+                # as long as it takes while the backlog shrinks; a stalled pipeline is reported as loss below
+                drained: float | None = stack.wait_drained(load.expected(), timeout_s=60, stall_s=120)
+            except TimeoutError as exc:
+                _say(f"NOT DRAINED: {exc}; counting what arrived")
+                drained = None
         time.sleep(2 * POLL_S)
         observations = stack.stop_watching()
         counts = stack.count()

@@ -154,6 +154,7 @@ class E2EStack:
         self._watchers: list[threading.Thread] = []
         self._loads: list[LoadProcess] = []
         self._watching = threading.Event()
+        self._watch_started = time.time()
         self.observations = RunObservations()
 
     # --- servers, topics, bucket, config ------------------------------------------------------------------
@@ -343,6 +344,7 @@ class E2EStack:
 
     def start_watching(self, poll_s: float = 0.25, kafka_tail: bool = True) -> None:
         self._watching.clear()
+        self._watch_started = time.time()
         self.observations = RunObservations()
         self._watchers = [
             threading.Thread(target=self._sample_loop, name="sampler", daemon=True),
@@ -352,6 +354,22 @@ class E2EStack:
             self._watchers.append(threading.Thread(target=self._kafka_tail, name="kafka-tail", daemon=True))
         for thread in self._watchers:
             thread.start()
+
+    def progress(self) -> str:
+        """One line on where the run stands: each stage's count so far and how far InfluxDB is behind."""
+        obs = self.observations
+        parts = [f"{time.time() - self._watch_started:5.0f} s"]
+        if obs.samples:
+            metrics = obs.samples[-1]["metrics"]
+            for name, key in (("can-gateway", "frames"), ("mqtt-bridge", "messages"), ("influx-writer", "lines")):
+                if key in metrics.get(name, {}):
+                    parts.append(f"{name} {metrics[name][key]:,.0f} {key}")
+        if obs.visible:
+            parts.append(f"queryable {sum(n + 1 for n in obs.visible[-1][1].values()):,} points")
+        if obs.kafka_delays:
+            _, source, seen = obs.kafka_delays[-1]
+            parts.append(f"source→Kafka {1000 * (seen - source):,.0f} ms")
+        return ", ".join(parts)
 
     def stop_watching(self) -> RunObservations:
         self._watching.set()
@@ -401,7 +419,9 @@ class E2EStack:
         while not self._watching.is_set():
             started = time.monotonic()
             try:
-                newest = self.query.newest_seqs()
+                # Points carry their source time: a window from the start of watching, so a pipeline running
+                # minutes behind the sender is still seen catching up (a fixed last-minute window would not).
+                newest = self.query.newest_seqs(window_s=int(time.time() - self._watch_started) + 120)
                 self.observations.visible.append((time.time(), newest))
             except Exception:  # InfluxDB stopped on purpose (fault tests): try again next time
                 self.observations.poll_errors += 1
@@ -457,12 +477,19 @@ class E2EStack:
         finally:
             consumer.close()
 
-    def wait_drained(self, expected: dict[str, int], timeout_s: float = 120) -> float:
-        """Seconds until the writer's lag is 0 and every series shows its last sequence number."""
+    def wait_drained(self, expected: dict[str, int], timeout_s: float = 120, stall_s: float | None = None) -> float:
+        """Seconds until the writer's lag is 0 and every series shows its last sequence number.
+
+        `timeout_s` bounds the whole wait; with `stall_s`, the wait goes on past it for as long as the pipeline
+        makes progress (lag falling or newer points visible), and gives up after `stall_s` without any.
+        """
         assert self.query is not None
-        started = time.monotonic()
-        last = ""
-        while time.monotonic() - started < timeout_s:
+        started = last_progress = time.monotonic()
+        last, mark = "", None
+        while True:
+            now = time.monotonic()
+            if now - started >= timeout_s and (stall_s is None or now - last_progress >= stall_s):
+                break
             try:
                 # While the poller runs, its answers are used: a second query stream would slow both down.
                 watching = self._watchers and not self._watching.is_set() and self.observations.visible
@@ -475,9 +502,12 @@ class E2EStack:
                 continue
             if not behind and lag == 0:
                 return time.monotonic() - started
+            if (lag, sum(newest.values())) != mark:
+                mark, last_progress = (lag, sum(newest.values())), time.monotonic()
             last = f"lag {lag}, {len(behind)} series behind (e.g. {dict(list(behind.items())[:3])})"
             time.sleep(0.5)
-        raise TimeoutError(f"not drained within {timeout_s:.0f} s: {last}")
+        waited = time.monotonic() - started
+        raise TimeoutError(f"not drained after {waited:.0f} s: {last}")
 
     def service_events(self) -> dict[str, dict[str, int]]:
         """Warnings and errors each service logged so far, counted by event: what it went through."""
