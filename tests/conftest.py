@@ -28,6 +28,7 @@ from telestack.core.kafka import ensure_topics
 from telestack.core.settings import InfluxSettings, KafkaSettings, MqttSettings
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
 from telestack.native.servers import KafkaServer
+from tests import leftovers
 from tests.infrastructure import choose_backend, docker_servers, native_servers
 from tests.unit_tier import UnitTierGuard
 
@@ -105,6 +106,10 @@ _unit_tier: UnitTierGuard | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _unit_tier
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist), once per run
+        swept = leftovers.sweep()
+        if swept is not None:
+            sys.stderr.write(f"[tests] {swept}\n")
     _unit_tier = UnitTierGuard(Path(tempfile.mkdtemp(prefix="telestack-unit-tier-")))
 
 

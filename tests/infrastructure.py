@@ -26,6 +26,7 @@ from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpo
 from telestack.native.images import LOCAL_IMAGES
 from telestack.native.servers import free_port
 from telestack.native.stack import SIMULATED_DEVICES
+from tests import leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,6 +191,7 @@ def _wait_for_influx(container: Any, url: str, timeout_s: float = 120) -> None:
 @contextlib.contextmanager
 def _started(container: Any) -> Iterator[Any]:
     """Start a container; if it does not come up, say why with its log (then remove it)."""
+    container.with_env(leftovers.OWNER_VAR, leftovers.mark_owner())  # the next run removes it if this one dies
     try:
         container.start()
     except Exception as exc:
