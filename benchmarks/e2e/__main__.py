@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.e2e.ceiling import measure_ceiling
+from benchmarks.e2e.profile import Profiler
 from benchmarks.e2e.report import analyse, write_markdown, write_plot
 from benchmarks.e2e.stack import BUSES, E2EStack, LoadSpec
 from telestack.native import Endpoints, NativeStack
@@ -78,7 +79,12 @@ def servers(tmp: Path) -> Iterator[tuple[Endpoints, NativeStack | None]]:
 
 
 def run_once(
-    run_dir: Path, endpoints: Endpoints, native: NativeStack | None, spec: LoadSpec, name: str
+    run_dir: Path,
+    endpoints: Endpoints,
+    native: NativeStack | None,
+    spec: LoadSpec,
+    name: str,
+    profile_s: float = 0,
 ) -> tuple[dict[str, Any], E2EStack, Any, Any, float]:
     stack = E2EStack(run_dir, endpoints=endpoints, native=native, name=name)
     try:
@@ -88,6 +94,12 @@ def run_once(
         started = time.time()
         can, mqtt = stack.start_load(spec, run_dir / "load")
         stack.add_load_pids(**{k: p.process.pid for k, p in (("can-load", can), ("mqtt-load", mqtt)) if p is not None})
+        profiler = None
+        if profile_s > 0:  # in the steady state: after the first third of the load, at most to its last 5 s
+            after = spec.duration_s / 3
+            pids = {n: s.pid for n, s in stack.services.items() if s.pid is not None}
+            profiler = Profiler(pids, run_dir / "profile", after, min(profile_s, spec.duration_s - after - 5))
+            profiler.start()
         with _progress(stack, every_s=PROGRESS_S):
             load = stack.collect_load(can, mqtt, run_dir / "load", timeout_s=spec.duration_s + 180)
             load_ended = time.time()
@@ -112,6 +124,8 @@ def run_once(
             drained_s=drained,
             udp_drops=udp_drops,
         )
+        if profiler is not None:
+            figures["profile"] = profiler.stop()
         return figures, stack, load, observations, started
     finally:
         stack.close()
@@ -135,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=50, help="MQTT devices (default 50)")
     parser.add_argument("--device-rate", type=float, default=10, help="messages/s per device (default 10)")
     parser.add_argument("--duration", type=float, default=300, help="seconds of load (default 300)")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0,
+        metavar="S",
+        help="py-spy each service for S seconds in the steady state; where its time goes goes into the report",
+    )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the direct-to-InfluxDB ceiling measurement")
     parser.add_argument("--find-max", action="store_true", help="raise the CAN rate until latency or loss breaks")
     parser.add_argument("--start-rate", type=float, default=1500, help="--find-max: first CAN rate per bus")
@@ -143,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-p99-ms", type=float, default=1000, help="--find-max: latency bound (default 1000)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON, Markdown and PNG go")
     args = parser.parse_args(argv)
+    if args.profile and Profiler.available() is None:
+        parser.error("--profile needs py-spy: pip install -e '.[dev]' (or pip install py-spy)")
 
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -157,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"servers: {endpoints.versions()}")
         if not args.find_max:
             spec = LoadSpec(args.can_rate, args.devices, args.device_rate, args.duration)
-            figures, _, load, observations, started = run_once(tmp / "run", endpoints, native, spec, f"e2e-{stamp}")
+            figures, _, load, observations, started = run_once(
+                tmp / "run", endpoints, native, spec, f"e2e-{stamp}", profile_s=args.profile
+            )
+            for name, found in figures.get("profile", {}).items():  # the raw stacks outlive the temp directory
+                if "file" in found:
+                    kept = args.out / f"e2e-{stamp}-profile-{name}.txt"
+                    kept.write_bytes(Path(found["file"]).read_bytes())
+                    found["file"] = str(kept)
             write_plot(args.out / f"e2e-{stamp}.png", load, observations, started, describe(figures)[:110])
             result: dict[str, Any] = figures
         else:

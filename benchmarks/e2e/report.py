@@ -259,7 +259,23 @@ def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any])
         "Percentiles are over points sent after the first 3 s (connections and first fetches settled).",
         "",
     ]
+    lines += _profile_lines(figures.get("profile", {}))
     path.write_text("\n".join(lines))
+
+
+def _profile_lines(profile: dict[str, Any]) -> list[str]:
+    """Per service: its share of a core on the CPU and the functions holding it (py-spy, --profile)."""
+    if not profile:
+        return []
+    lines = ["## Where each service's time goes (py-spy, steady state)", ""]
+    for name, found in profile.items():
+        if "error" in found:
+            lines += [f"- **{name}**: not profiled: {found['error']}", ""]
+            continue
+        lines.append(f"**{name}**: {found['busy_cores']} cores busy; own time (% of its samples):")
+        lines += [f"- {pct}% `{function}`" for function, pct in found["top_own_pct"].items()]
+        lines.append("")
+    return lines
 
 
 def write_plot(path: Path, load: LoadResult, observations: RunObservations, started: float, title: str) -> None:
