@@ -12,6 +12,7 @@ not newer than what an instance had already seen (``replay_guard_ns``) are repla
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -200,7 +201,14 @@ def _number(raw: Any) -> float | None:
 def _local_time(t_ns: int | None) -> str:
     if t_ns is None:
         return "?"
-    return datetime.fromtimestamp(t_ns / NS).astimezone().strftime("%Y-%m-%d %H:%M")
+    return _local_minute(t_ns // (60 * NS))
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_minute(minute: int) -> str:
+    """The local time of a minute since the epoch, to the minute: one conversion per minute, not per transition
+    (it was 7% of evaluation with frequent state changes)."""
+    return datetime.fromtimestamp(minute * 60).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 class AlertEngine:
