@@ -8,7 +8,6 @@ from typing import Any
 
 import cantools
 import pytest
-import structlog
 from cantools.database import Database
 
 from telestack.can_gateway.command import build_gateway
@@ -27,13 +26,6 @@ DATA = ROOT / "tests" / "data" / "can_gateway"
 SESSION_LOG = DATA / "vehicle_session.log"
 SESSION_BLF = DATA / "vehicle_session.blf"
 GARBAGE_LOG = DATA / "garbage_frames.log"
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    """A command run in-process configures structlog onto the test's captured stderr; undo it after."""
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

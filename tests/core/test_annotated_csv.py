@@ -55,3 +55,22 @@ def test_a_cell_not_of_its_column_type_is_an_influx_error_naming_it() -> None:
 def test_a_time_that_is_not_utc_rfc3339_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError, match="expected UTC RFC 3339"):
         parse_rfc3339_ns(text)
+
+
+def test_each_table_names_its_result_from_the_default_row_or_its_cells() -> None:
+    """A query with several ``yield``s answers several results; the downsampler reads only one of them."""
+    answer = """#datatype,string,long,string,double
+#group,false,false,true,false
+#default,aggregates,,,
+,result,table,_field,_value
+,,0,f_mean,1.5
+
+#datatype,string,long,string,long
+#group,false,false,true,false
+#default,,,,
+,result,table,_field,_value
+,series,0,f,3
+,series,0,f,4
+"""
+    found = [(table.result, values) for table, values in iter_rows(csv.reader(answer.splitlines()))]
+    assert found == [("aggregates", ["f_mean", 1.5]), ("series", ["f", 3]), ("series", ["f", 4])]

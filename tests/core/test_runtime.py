@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 
 import httpx
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from telestack.core.runtime import HealthServer, Shutdown
-from telestack.core.settings import HttpSettings
+from telestack.core.runtime import HealthServer, Shutdown, configure_logging
+from telestack.core.settings import HttpSettings, LogSettings
 
 
 def test_healthz_reports_each_check_and_fails_when_one_fails() -> None:
@@ -82,3 +84,17 @@ def test_uninstall_restores_the_handlers_install_replaced() -> None:
     shutdown.uninstall()
     shutdown.uninstall()
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_configure_logging_gives_back_what_it_changed() -> None:
+    """structlog's configuration, the `service` context variable and the root logger's handlers and level are
+    the process's: a command run in-process (a test, a benchmark) must leave them as it found them."""
+    root = logging.getLogger()
+    before = (structlog.get_config(), structlog.contextvars.get_contextvars(), list(root.handlers), root.level)
+    with configure_logging(LogSettings(level="DEBUG", format="json"), "probe") as configured:
+        assert structlog.contextvars.get_contextvars()["service"] == "probe"
+        assert structlog.get_config() != before[0]
+        assert root.level == logging.WARNING and len(root.handlers) >= len(before[2])
+    assert (structlog.get_config(), structlog.contextvars.get_contextvars(), root.handlers, root.level) == before
+    configured.restore()  # idempotent: a second restore changes nothing
+    assert structlog.get_config() == before[0]

@@ -5,21 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Iterator
 
 import httpx
 import pytest
-import structlog
 
 from telestack.core.runtime import Check, Logger, Shutdown
 from telestack.core.service import Service, ServiceBase, run_service
 from telestack.core.settings import HttpSettings, LogSettings, TelestackSettings
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
 
 
 class Probe(ServiceBase):

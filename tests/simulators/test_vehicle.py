@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import can
 import cantools
 import pytest
-import structlog
 from cantools.database import Database
 
 from telestack.can_gateway.settings import BusSettings
@@ -27,13 +25,6 @@ from telestack.simulators.vehicle import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DBC = ROOT / "config" / "dbc" / "telestack_vehicle.dbc"
-
-
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    """run_simulator configures structlog onto the test's captured stderr; undo it after."""
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="module")

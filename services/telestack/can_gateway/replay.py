@@ -162,7 +162,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(CanGatewaySettings, args)
-    configure_logging(settings.log, "can-replay")
+    with configure_logging(settings.log, "can-replay"):
+        return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: CanGatewaySettings) -> int:
     log = get_logger("can-replay")
     options = settings.can_gateway
     result = ReplayResult()

@@ -80,6 +80,7 @@ class Table:
     columns: list[str]
     datatypes: list[str]
     group: set[str] = field(default_factory=set)
+    result: str = ""  # the name of the result it belongs to (a query with several `yield`s has several)
 
     def converters(self) -> list[Callable[[str], Any]]:
         return [_CONVERTERS.get(kind, str) for kind in self.datatypes]
@@ -93,9 +94,11 @@ def iter_rows(reader: Iterable[list[str]]) -> Iterator[tuple[Table, list[Any]]]:
     """
     datatypes: list[str] = []
     groups: list[str] = []
+    defaults: list[str] = []
     table: Table | None = None
     converters: list[Callable[[str], Any]] = []
     table_keep: list[int] = []
+    result_at: int | None = None
     error_table = False
     for row in reader:
         if not row or not any(row):
@@ -106,6 +109,8 @@ def iter_rows(reader: Iterable[list[str]]) -> Iterator[tuple[Table, list[Any]]]:
             datatypes, table = row[1:], None
         elif first == "#group":
             groups = row[1:]
+        elif first == "#default":
+            defaults = row[1:]
         elif first.startswith("#"):
             continue
         elif error_table:
@@ -122,10 +127,16 @@ def iter_rows(reader: Iterable[list[str]]) -> Iterator[tuple[Table, list[Any]]]:
                 [datatypes[i] if i < len(datatypes) else "string" for i in keep],
                 {columns[i] for i in keep if i < len(groups) and groups[i] == "true"},
             )
+            result_at = columns.index("result") if "result" in columns else None
+            if result_at is not None and result_at < len(defaults):
+                table.result = defaults[result_at]
             table_keep = keep
             converters = table.converters()
         else:
             cells = row[1:]
+            if result_at is not None and result_at < len(cells) and cells[result_at]:
+                table.result = cells[result_at]  # one name per table: the first row's
+                result_at = None
             values: list[Any] = []
             for conv, kind, i in zip(converters, table.datatypes, table_keep, strict=True):
                 text = cells[i] if i < len(cells) else ""

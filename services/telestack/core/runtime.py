@@ -28,6 +28,7 @@ __all__ = [
     "Check",
     "HealthServer",
     "Logger",
+    "LoggingConfiguration",
     "Shutdown",
     "configure_logging",
     "get_logger",
@@ -51,11 +52,50 @@ def silent_logger() -> Logger:
     return cast(Logger, structlog.wrap_logger(None, processors=[_drop]))
 
 
-def configure_logging(settings: LogSettings, service: str) -> None:
-    """Structured logs to stderr: JSON lines for machines, key=value for a terminal."""
+class LoggingConfiguration:
+    """What `configure_logging` changed in the process, and `restore` to put it back (also as a context manager).
+
+    structlog's configuration, the ``service`` context variable and the stdlib root logger are process-wide: a
+    command run inside another program (a test, a benchmark) gives them back as it found them.
+    """
+
+    def __init__(self, structlog_config: dict[str, Any], tokens: Any, handlers: list[logging.Handler], level: int):
+        self._structlog_config = structlog_config
+        self._tokens = tokens
+        self._handlers = handlers
+        self._root_level = level
+        self._restored = False
+
+    def restore(self) -> None:
+        """Idempotent."""
+        if self._restored:
+            return
+        self._restored = True
+        structlog.configure(**self._structlog_config)
+        structlog.contextvars.reset_contextvars(**self._tokens)
+        root = logging.getLogger()
+        for handler in self._handlers:
+            root.removeHandler(handler)
+        root.setLevel(self._root_level)
+
+    def __enter__(self) -> LoggingConfiguration:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
+def configure_logging(settings: LogSettings, service: str) -> LoggingConfiguration:
+    """Structured logs to stderr: JSON lines for machines, key=value for a terminal.
+
+    A process that is the command can ignore the result; ``with configure_logging(...):`` restores on the way out.
+    """
     use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     level = logging.getLevelName(settings.level)
+    root = logging.getLogger()
+    before, root_level = list(root.handlers), root.level
+    previous = structlog.get_config()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -69,9 +109,11 @@ def configure_logging(settings: LogSettings, service: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    structlog.contextvars.bind_contextvars(service=service)
+    tokens = structlog.contextvars.bind_contextvars(service=service)
     # Third-party libraries log through the stdlib; keep them at WARNING on stderr.
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(name)s %(message)s")
+    added = [handler for handler in root.handlers if handler not in before]
+    return LoggingConfiguration(previous, tokens, added, root_level)
 
 
 class Shutdown:

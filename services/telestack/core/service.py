@@ -96,7 +96,7 @@ def run_service(
     `http` is where /healthz and /metrics are served; None for a service that serves them itself (the actuator).
     Returns the service's exit status.
     """
-    configure_logging(settings.log, name)
+    logs = configure_logging(settings.log, name)  # restored below, after the last log line
     log = get_logger(name)
     shutdown = Shutdown().install()  # uninstalled below, after the log line that reads its reason
     health: HealthServer | None = None
@@ -113,3 +113,4 @@ def run_service(
             health.stop()
         shutdown.uninstall()
         log.info("stopped", reason=shutdown.reason or "loop ended")
+        logs.restore()

@@ -50,6 +50,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from telestack.core.annotated_csv import iter_rows
 from telestack.core.backoff import Backoff
 from telestack.core.durations import duration_seconds
 from telestack.core.errors import InfluxError, InfluxUnavailableError
@@ -180,34 +181,19 @@ def read_series_types(rows: Iterable[list[str]]) -> dict[tuple[str, str], bool]:
     """(measurement, field) → numeric (every series of it a float, integer or unsigned), from `series_flux` rows.
 
     Other results of the same response (the aggregates written) are skipped. An error table (a query that
-    failed after its first rows were sent, with status 200) raises `InfluxError`, as an error status does.
+    failed after its first rows were sent, with status 200) raises `InfluxQueryError`, as an error status does.
 
     >>> read_series_types([["#datatype", "string", "string"], ["", "error", "reference"], ["", "boom", ""]])
     Traceback (most recent call last):
     ...
-    telestack.core.errors.InfluxError: InfluxDB query failed: boom
+    telestack.core.errors.InfluxQueryError: InfluxDB could not run the query: boom
     """
     numeric: dict[tuple[str, str], bool] = {}
-    datatypes: list[str] = []
-    defaults: list[str] = []
-    header: list[str] | None = None
-    for row in rows:
-        if not row or not any(row):
-            header = None
-        elif row[0] == "#datatype":
-            datatypes, header = row, None
-        elif row[0] == "#default":
-            defaults = row
-        elif row[0].startswith("#"):
-            continue
-        elif header is None:
-            header = row
-        elif "error" in header and "result" not in header:  # a query failing mid-stream: an error table
-            raise InfluxError(f"InfluxDB query failed: {row[header.index('error')]}", status=200)
-        elif (row[header.index("result")] or defaults[header.index("result")]) == SERIES_RESULT:
-            pair = (row[header.index("_measurement")], row[header.index("_field")])
-            is_numeric = datatypes[header.index("_value")] in NUMERIC_TYPES
-            numeric[pair] = numeric.get(pair, True) and is_numeric
+    for table, values in iter_rows(rows):
+        if table.result == SERIES_RESULT:
+            cells = dict(zip(table.columns, values, strict=True))
+            pair = (cells["_measurement"], cells["_field"])
+            numeric[pair] = numeric.get(pair, True) and table.datatypes[table.columns.index("_value")] in NUMERIC_TYPES
     return numeric
 
 
@@ -365,16 +351,8 @@ class Downsampler(ServiceBase):
         )
         found: int | None = None
         with self.api.query_csv(flux, timeout_s=self.query_timeout_s) as rows:
-            header: list[str] | None = None
-            for row in rows:
-                if not row or not any(row):
-                    header = None
-                elif row[0].startswith("#"):
-                    continue
-                elif header is None:
-                    header = row
-                else:
-                    found = int(float(row[header.index("_value")]))
+            for table, values in iter_rows(rows):
+                found = int(values[table.columns.index("_value")])
         if found is not None:
             watermark = max(found, horizon)
         else:

@@ -316,7 +316,16 @@ def add_device_arguments(parser: argparse.ArgumentParser, *, devices: str, inter
 def run_fleet(args: argparse.Namespace, kind: str, make: Callable[[str, random.Random], SimulatedDevice]) -> int:
     """Build the devices from the command line and run them until SIGTERM/SIGINT."""
     settings = settings_from_args(MqttSimulatorSettings, args)
-    configure_logging(settings.log, f"simulate-{kind}")
+    with configure_logging(settings.log, f"simulate-{kind}"):
+        return _run_fleet(args, settings, kind, make)
+
+
+def _run_fleet(
+    args: argparse.Namespace,
+    settings: MqttSimulatorSettings,
+    kind: str,
+    make: Callable[[str, random.Random], SimulatedDevice],
+) -> int:
     rng = random.Random(args.seed)
     ids = [device.strip() for device in args.devices.split(",") if device.strip()]
     if not ids:

@@ -385,13 +385,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_simulator(settings: VehicleSimulatorSettings, shutdown: Shutdown) -> int:
+    with configure_logging(settings.log, "simulate-vehicle"):
+        return _simulate(settings, shutdown)
+
+
+def _simulate(settings: VehicleSimulatorSettings, shutdown: Shutdown) -> int:
     import can
     import cantools
 
     from telestack.can_gateway.sources import open_bus
 
     options = settings.vehicle_simulator
-    configure_logging(settings.log, "simulate-vehicle")
     log = get_logger("simulate-vehicle")
     if not options.send and options.record is None:
         raise ConfigError("vehicle_simulator.send is false and no vehicle_simulator.record file: nothing to do")
