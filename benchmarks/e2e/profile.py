@@ -1,14 +1,17 @@
 """Where each service's time goes under load: py-spy samples every Python service for a while in the steady
 state (``--nonblocking``: the service is never paused) and the collapsed stacks are summarised per stage.
 
-Summary per service: samples taken while a thread was on the CPU (py-spy leaves idle threads out), as a share
-of one core, and the functions holding the most of them, by their own time and including callees.
+Summary per service: the functions holding the most samples, by their own time and including callees. py-spy
+leaves out threads that sleep (in select, a lock, a blocking read); a thread that is runnable but waiting for a core
+counts, so on a saturated machine ``active_threads`` (the average number of threads sampled active) exceeds the
+process's CPU use (the report's CPU column, from /proc, is the measure of that).
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +39,8 @@ class Profiler:
     @staticmethod
     def available() -> str | None:
         """The py-spy executable, or None (it is in the dev extras: ``pip install -e '.[dev]'``)."""
-        return shutil.which("py-spy")
+        beside = Path(sys.executable).parent / "py-spy"  # the venv's, when its bin/ is not on PATH
+        return str(beside) if beside.exists() else shutil.which("py-spy")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="profiler", daemon=True)
@@ -79,7 +83,7 @@ def _function(frame: str) -> str:
 
 
 def summarise(path: Path, seconds: float, top: int = 8) -> dict[str, Any]:
-    """Busy share of a core and the top functions of py-spy's collapsed stacks (``a;b;c count`` lines)."""
+    """Average active threads and the top functions of py-spy's collapsed stacks (``a;b;c count`` lines)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
@@ -100,7 +104,7 @@ def summarise(path: Path, seconds: float, top: int = 8) -> dict[str, Any]:
         return round(100 * n / total, 1) if total else 0.0
 
     return {
-        "busy_cores": round(total / (RATE_HZ * seconds), 2),
+        "active_threads": round(total / (RATE_HZ * seconds), 2),
         "samples": total,
         "top_own_pct": {name: share(n) for name, n in own.most_common(top)},
         "top_inclusive_pct": {name: share(n) for name, n in inclusive.most_common(top + 4)},

@@ -264,7 +264,7 @@ def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any])
 
 
 def _profile_lines(profile: dict[str, Any]) -> list[str]:
-    """Per service: its share of a core on the CPU and the functions holding it (py-spy, --profile)."""
+    """Per service: the functions holding its active samples (py-spy, --profile); CPU use is the table above."""
     if not profile:
         return []
     lines = ["## Where each service's time goes (py-spy, steady state)", ""]
@@ -272,7 +272,7 @@ def _profile_lines(profile: dict[str, Any]) -> list[str]:
         if "error" in found:
             lines += [f"- **{name}**: not profiled: {found['error']}", ""]
             continue
-        lines.append(f"**{name}**: {found['busy_cores']} cores busy; own time (% of its samples):")
+        lines.append(f"**{name}**: {found['active_threads']} threads active on average; own time (% of samples):")
         lines += [f"- {pct}% `{function}`" for function, pct in found["top_own_pct"].items()]
         lines.append("")
     return lines
