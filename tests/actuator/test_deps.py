@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from telestack.actuator.app import create_app
 from telestack.actuator.errors import NotFound, Unauthorized
+from telestack.actuator.metrics import ActuatorMetrics
 from telestack.actuator.registry import Registry
 from telestack.actuator.settings import ActuatorOptions
 from telestack.actuator.tokens import Principal
@@ -41,6 +42,7 @@ def app_with(max_wait_s: float) -> FastAPI:
         registry=registry,
         authenticate=_authenticate,
         command=_command,
+        metrics=ActuatorMetrics(),
     )
     return create_app(service)  # type: ignore[arg-type]
 

@@ -212,3 +212,12 @@ def test_full_queue_fails_fast_instead_of_blocking() -> None:
     assert not worker.submit(notification("x", "f2"))
     result = results.get_nowait()
     assert not result.ok and result.error == "queue full"
+
+
+def test_a_worker_never_started_stops_cleanly() -> None:
+    """A service closed while it was still opening (Kafka unreachable, SIGTERM at start) stops workers that never
+    ran: that must not raise and hide the error that stopped it."""
+    config = WebhookConfig(type="webhook", url="http://127.0.0.1:9/")
+    worker = NotifierWorker(build_notifier("x", config), config, queue.Queue())
+    worker.stop()
+    worker.stop()  # and again: close is idempotent

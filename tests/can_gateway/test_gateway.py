@@ -14,7 +14,6 @@ from typing import Any
 import can
 import pytest
 from cantools.database import Database
-from prometheus_client import REGISTRY
 
 from telestack.can_gateway.command import build_gateway
 from telestack.can_gateway.decoder import EXTENDED, FD, Frame
@@ -96,13 +95,11 @@ def test_recorded_session_reaches_kafka_exactly_as_cantools_decodes_it(
     assert {r.key for r in raw} == {b"ved-01/powertrain", b"ved-01/chassis", b"ved-01/battery"}
 
 
-def _sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def _sample(gateway: Gateway, name: str, **labels: str) -> float:
+    return gateway.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 def test_garbage_frames_are_counted_not_fatal(gateway_kafka: KafkaSettings, tmp_path: Path) -> None:
-    before = _sample("telestack_can_gateway_unknown_frames_total", bus="powertrain", id="0x7FF")
-    failed_before = _sample("telestack_can_gateway_decode_failures_total", bus="battery", id="0x18F00200x")
     settings = gateway_settings(
         gateway_kafka, tmp_path / "spool", replay={"files": [GARBAGE_LOG], "speed": 0}, forward_unknown=True
     )
@@ -119,8 +116,13 @@ def test_garbage_frames_are_counted_not_fatal(gateway_kafka: KafkaSettings, tmp_
         ("battery", 0x18F00200 | EXTENDED): 1,
         ("battery", 0x18F00300 | EXTENDED): 1,
     }
-    assert _sample("telestack_can_gateway_unknown_frames_total", bus="powertrain", id="0x7FF") == before + 2
-    assert _sample("telestack_can_gateway_decode_failures_total", bus="battery", id="0x18F00200x") == failed_before + 1
+    assert _sample(gateway, "telestack_can_gateway_unknown_frames_total", bus="powertrain", id="0x7FF") == 2
+    assert _sample(gateway, "telestack_can_gateway_decode_failures_total", bus="battery", id="0x18F00200x") == 1
+    assert (
+        _sample(gateway, "telestack_can_gateway_frames_total", bus="powertrain")
+        + _sample(gateway, "telestack_can_gateway_frames_total", bus="battery")
+        == 12
+    )
     records = consume(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= 7)
     points = [p for line in _lines(records) for p in parse_lines(line)]
     assert sorted(p.measurement for p in points) == ["BmsCellVoltages"] + ["EngineStatus"] * 2 + ["can_unknown"] * 4

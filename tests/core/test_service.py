@@ -1,4 +1,5 @@
-"""The service skeleton: idempotent close, context manager, and `run_service` serving health and restoring signals."""
+"""The service skeleton: idempotent close, context manager, and `run_service` serving health and the service's own
+metrics, and restoring signals."""
 
 from __future__ import annotations
 
@@ -8,10 +9,18 @@ import socket
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
+from telestack.core.metrics import ServiceMetrics
 from telestack.core.runtime import Check, Logger, Shutdown
 from telestack.core.service import Service, ServiceBase, run_service
 from telestack.core.settings import HttpSettings, LogSettings, TelestackSettings
+
+
+class ProbeMetrics(ServiceMetrics):
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        self.runs = Counter("telestack_probe_runs", "runs of the probe", registry=self.registry)
 
 
 class Probe(ServiceBase):
@@ -20,6 +29,7 @@ class Probe(ServiceBase):
     name = "probe"
 
     def __init__(self, body: object = None) -> None:
+        self.metrics = ProbeMetrics()
         self.closes = 0
         self.body = body
         self.seen: dict[str, object] = {}
@@ -28,6 +38,7 @@ class Probe(ServiceBase):
         return [Check("thing", True, "fine"), Check("other", False, "broken")]
 
     def run(self, shutdown: Shutdown) -> int:
+        self.metrics.runs.inc()
         if callable(self.body):
             return int(self.body(self, shutdown))
         return 3
@@ -52,7 +63,7 @@ def test_close_runs_once_and_the_context_manager_closes_on_error() -> None:
     assert other.closes == 1
 
 
-def test_run_service_serves_the_service_health_and_returns_its_status() -> None:
+def test_run_service_serves_the_service_health_and_metrics_and_returns_its_status() -> None:
     built: list[Probe] = []
 
     def body(service: Probe, shutdown: Shutdown) -> int:
@@ -60,6 +71,7 @@ def test_run_service_serves_the_service_health_and_returns_its_status() -> None:
         response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         service.seen["status"] = response.status_code
         service.seen["checks"] = response.json()["checks"]
+        service.seen["metrics"] = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         return 7
 
     with socket.socket() as sock:  # a free port the service can be told (port 0 would hide it)
@@ -81,6 +93,10 @@ def test_run_service_serves_the_service_health_and_returns_its_status() -> None:
         "thing": {"ok": True, "detail": "fine"},
         "other": {"ok": False, "detail": "broken"},
     }
+    # /metrics is the service's own registry, with the process metrics the global registry used to add
+    metrics = str(service.seen["metrics"])
+    assert "telestack_probe_runs_total 1.0" in metrics.splitlines()
+    assert "process_cpu_seconds_total" in metrics and "python_info" in metrics and "python_gc_" in metrics
     with pytest.raises(httpx.ConnectError):  # the HTTP server is stopped
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 

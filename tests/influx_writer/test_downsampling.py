@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
-from prometheus_client import REGISTRY
 
 from telestack.cli import main
 from telestack.core.backoff import Backoff
@@ -77,8 +76,11 @@ class Layout:
         return {(row["_field"], row["dev"], _seconds(row["_time"])): float(row["_value"]) for row in rows}
 
 
-def _refused() -> float:
-    return REGISTRY.get_sample_value("telestack_downsample_query_failures_total", {"kind": "refused"}) or 0.0
+def _refused(downsampler: Downsampler) -> float:
+    sample = downsampler.metrics.registry.get_sample_value(
+        "telestack_downsample_query_failures_total", {"kind": "refused"}
+    )
+    return sample or 0.0
 
 
 def _seconds(rfc3339: str) -> int:
@@ -343,7 +345,7 @@ def test_a_field_whose_type_changes_between_shards_is_aggregated_where_numeric(l
     )
     layout.now = T0 + W
     downsampler = layout.downsampler()
-    refused_before = _refused()
+    assert _refused(downsampler) == 0
     assert downsampler.redo(boundary - W, boundary + W) == [boundary - W, boundary]
     expected = _aggregates(
         {("x", "d0", boundary - W): [1.5, 2.5], ("y", "d0", boundary - W): [2, 4], ("y", "d0", boundary): [6]}
@@ -351,4 +353,4 @@ def test_a_field_whose_type_changes_between_shards_is_aggregated_where_numeric(l
     assert layout.downsampled(boundary - W, boundary + W) == pytest.approx(expected)
     assert downsampler.numeric_pairs == {("env", "y")}
     # The second window's first query aggregated x as a number (InfluxDB refuses it): one retry, after a look.
-    assert _refused() == refused_before + 1
+    assert _refused(downsampler) == 1

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import confluent_kafka
 import pytest
-from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from telestack.core.errors import InfluxAuthError
@@ -226,15 +225,16 @@ def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_
     settings = writer_settings.model_copy(update={"influx": slowed, "influx_writer": options})
     topic = settings.kafka.topics.telemetry
     slow_proxy.delay_s = 2.5  # every request answered after 2.5 s or more: longer than the 1 s timeout
-    timeouts_before = REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") or 0
     produce_lines(settings.kafka, topic, _records(0, 6000, per_record=2))
     writer = start_writer(settings)
     sizer = writer.service.flusher.sizer
     assert sizer is not None
+    registry = writer.service.metrics.registry  # the writer's own: what its /metrics serves
+    assert sizer.metrics is writer.service.metrics
     wait_until(lambda: count_points(influx) == 12000, 120, interval_s=1, what="every point written while slow")
-    assert REGISTRY.get_sample_value("telestack_influx_writer_write_timeouts_total") > timeouts_before
+    assert (registry.get_sample_value("telestack_influx_writer_write_timeouts_total") or 0) > 0
     assert sizer.timeout_s > 2.5 and sizer.lines < 2_000  # adapted: longer timeout, smaller requests
-    gauge = REGISTRY.get_sample_value("telestack_influx_writer_write_timeout_seconds")
+    gauge = registry.get_sample_value("telestack_influx_writer_write_timeout_seconds")
     assert gauge == sizer.timeout_s  # reported on /metrics
 
     slow_proxy.delay_s = 0  # InfluxDB healthy again
@@ -242,6 +242,6 @@ def test_slow_influxdb_gets_smaller_requests_and_longer_timeouts_then_both_come_
     wait_until(lambda: _all_committed(settings), 120, interval_s=1, what="everything committed once fast again")
     assert count_points(influx) == 52000
     wait_until(lambda: sizer.lines == 2_000 and sizer.timeout_s == 1.0, 30, what="back to the configured size")
-    assert REGISTRY.get_sample_value("telestack_influx_writer_write_lines_target") == 2_000
+    assert registry.get_sample_value("telestack_influx_writer_write_lines_target") == 2_000
     writer.stop()
     assert not writer.errors

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from telestack.core.settings import MqttSettings
+from telestack.mqtt_bridge.command import BridgeService
 from telestack.mqtt_bridge.rules import parse_rules
 from telestack.native import Endpoints
 from telestack.native.servers import MosquittoServer, free_port
+from tests.harness import RunningService
 from tests.mqtt_bridge.conftest import BridgeHarness
 from tests.polling import wait_until
 
@@ -156,8 +157,8 @@ def own_mosquitto(tmp_path: Path) -> Iterator[tuple[MosquittoServer, MqttSetting
         _terminate(server)
 
 
-def _disconnects() -> float:
-    return REGISTRY.get_sample_value("telestack_mqtt_bridge_disconnects_total") or 0.0
+def _disconnects(running: RunningService[BridgeService]) -> float:
+    return running.service.metrics.registry.get_sample_value("telestack_mqtt_bridge_disconnects_total") or 0.0
 
 
 def test_bridge_resumes_by_itself_after_mosquitto_restarts(
@@ -180,12 +181,12 @@ def test_bridge_resumes_by_itself_after_mosquitto_restarts(
 
     publish(range(0, 100))
     collector.until(lambda: in_kafka(100), what="first batch")
-    disconnects = _disconnects()
+    assert _disconnects(running) == 0
 
     with capture_logs() as logs:
         _terminate(server)
         wait_until(lambda: not running.service.bridge.connected, what="bridge noticed the broker is gone")
-    assert _disconnects() == disconnects + 1
+    assert _disconnects(running) == 1
     assert [e for e in logs if e["event"].startswith("mqtt disconnected") and e["log_level"] == "warning"]
     wait_until(lambda: not running.service.bridge.mqtt_health()[0], timeout_s=10, what="health failing past the bound")
     assert "disconnected for" in running.service.bridge.mqtt_health()[1]

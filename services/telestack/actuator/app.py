@@ -30,10 +30,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telestack import __version__
-from telestack.actuator import metrics
 from telestack.actuator.deps import wait_description
 from telestack.actuator.errors import RequestError
 from telestack.actuator.ingest import JsonBatch
+from telestack.actuator.metrics import ActuatorMetrics
 from telestack.actuator.models import ErrorBody, ErrorItem
 from telestack.actuator.registry import ArgSpec, Registry
 from telestack.actuator.routes import INGEST_PATH, ROUTERS
@@ -103,10 +103,12 @@ class _BodyLimit:
 
 
 class _AccessLog:
-    """One log line and metrics per request; security headers on every response."""
+    """One log line and metrics per request (on the service's `metrics`); security headers on every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ActuatorMetrics) -> None:
         self.app = app
+        self._requests = metrics.http_requests
+        self._seconds = metrics.http_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,8 +136,8 @@ class _AccessLog:
         finally:
             elapsed = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            metrics.HTTP_SECONDS.labels(route).observe(elapsed)
+            self._requests.labels(scope["method"], route, str(status)).inc()
+            self._seconds.labels(route).observe(elapsed)
             if route not in ("/healthz", "/metrics"):
                 client = scope.get("client")
                 log.info(
@@ -155,12 +157,14 @@ def _error_response(
     return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, metrics: ActuatorMetrics) -> None:
+    ingest_refused = metrics.ingest_refused
+
     async def request_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestError)
         items = [ErrorItem(loc=list(p.loc), msg=p.msg, line=p.line) for p in exc.problems]
         if request.url.path.endswith(INGEST_PATH) and exc.status != 401:
-            metrics.INGEST_REFUSED.labels(str(exc.status)).inc()
+            ingest_refused.labels(str(exc.status)).inc()
         return _error_response(exc.status, exc.detail, items, exc.headers)
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -281,7 +285,7 @@ def create_app(service: ActuatorService) -> FastAPI:
     )
     app.state.service = service
     app.openapi = lambda: _custom_openapi(app)  # type: ignore[method-assign]
-    _install_error_handlers(app)
+    _install_error_handlers(app, service.metrics)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(ui_router)
@@ -297,5 +301,5 @@ def create_app(service: ActuatorService) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(_BodyLimit, default_bytes=options.body_max_bytes, ingest_bytes=options.ingest_max_body_bytes)
-    app.add_middleware(_AccessLog)
+    app.add_middleware(_AccessLog, metrics=service.metrics)
     return app

@@ -50,6 +50,7 @@ class ActuatorProcess(ServiceBase):
         self.log: Logger = log if log is not None else get_logger("actuator")
         self.app = build_app(settings)
         self.service: ActuatorService = self.app.state.service
+        self.metrics = self.service.metrics
         self.server = ActuatorServer(uvicorn_config(self.app, self.options))
 
     def health(self) -> list[Check]:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,6 @@ from typing import Any
 import paho.mqtt.client as paho
 from pydantic import ValidationError
 
-from telestack.actuator import metrics
 from telestack.actuator.audit import AuditEvent, command_event, outcome_event
 from telestack.actuator.device_link import DeviceLink, PublishRefused
 from telestack.actuator.errors import (
@@ -40,6 +38,7 @@ from telestack.actuator.errors import (
 )
 from telestack.actuator.ingest import IngestBatch, IngestOptions, prepare_batch
 from telestack.actuator.kafka_io import AsyncProducer, CommandLogReader, OutgoingRecord
+from telestack.actuator.metrics import ActuatorMetrics
 from telestack.actuator.models import DeviceView, device_view
 from telestack.actuator.ratelimit import RateLimiter
 from telestack.actuator.registry import Registry
@@ -76,9 +75,11 @@ class ActuatorService:
         mqtt_client: paho.Client,
         *,
         clock_ms: Callable[[], int] = _now_ms,
+        metrics: ActuatorMetrics | None = None,
     ) -> None:
         options = settings.actuator
         self.options = options
+        self.metrics = metrics if metrics is not None else ActuatorMetrics()
         self.topics = settings.kafka.topics
         self.registry = registry
         self.tokens = tokens
@@ -87,12 +88,13 @@ class ActuatorService:
         self.kafka = AsyncProducer(producer, options.kafka_timeout_s)
         self._clock_ms = clock_ms
         read_mqtt_acks = options.ack_source in ("mqtt", "both")
+        invalid_acks = self.metrics.invalid_acks
         self.link = DeviceLink(
             mqtt_client,
             settings.mqtt,
             registry.ack_topics() if read_mqtt_acks else {},
             on_ack=self._ack_from_mqtt,
-            on_invalid_ack=lambda device, problem: metrics.INVALID_ACKS.inc(),
+            on_invalid_ack=lambda device, problem: invalid_acks.inc(),
             seen_topics=registry.seen_topics(),
             on_seen=self._seen_on_mqtt,
         )
@@ -103,11 +105,10 @@ class ActuatorService:
             on_record=self._record_from_log,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # never replaced: the gauge below reads it
         self._background: set[asyncio.Task[Any]] = set()
-        # through a weak reference: the process-wide gauge must not keep a stopped service (and its clients) alive
-        service = weakref.ref(self)
-        metrics.COMMANDS_IN_FLIGHT.set_function(lambda: len(s._timers) if (s := service()) is not None else 0)
+        timers = self._timers  # not `self`: no reference cycle between the service and its own gauge
+        self.metrics.commands_in_flight.set_function(lambda: len(timers))
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -168,15 +169,15 @@ class ActuatorService:
     def authenticate(self, token: str | None) -> Principal:
         """The caller for a bearer token, after the rate limit; `Unauthorized` or `RateLimited`."""
         if not token:
-            metrics.AUTH_FAILURES.labels("401").inc()
+            self.metrics.auth_failures.labels("401").inc()
             raise Unauthorized("a bearer token is required: Authorization: Bearer tst_...")
         principal = self.tokens.authenticate(token)
         if principal is None:
-            metrics.AUTH_FAILURES.labels("401").inc()
+            self.metrics.auth_failures.labels("401").inc()
             raise Unauthorized("the token is unknown, revoked or expired")
         retry_after = self.limiter.acquire(principal.token_id)
         if retry_after is not None:
-            metrics.RATE_LIMITED.inc()
+            self.metrics.rate_limited.inc()
             raise RateLimited(
                 f"token {principal.name!r} is over its rate limit "
                 f"({self.options.rate_limit_per_s:g} requests/s, bursts of {self.options.rate_limit_burst})",
@@ -196,7 +197,7 @@ class ActuatorService:
     ) -> tuple[CommandRecord, bool]:
         """Issue a command; returns it and whether it is an earlier one replayed for the same idempotency key."""
         if not principal.can_command(device_id, command):
-            metrics.AUTH_FAILURES.labels("403").inc()
+            self.metrics.auth_failures.labels("403").inc()
             raise Forbidden(f"token {principal.name!r} may not command device {device_id!r} with {command!r}")
         device = self.registry.device(device_id)
         normalized = self.registry.check_command(device_id, command, args)
@@ -224,13 +225,13 @@ class ActuatorService:
         )
         self.tracker.prune(record.created_ms)
         self.tracker.add(record)  # before any await: a concurrent retry with the same key finds it
-        metrics.COMMANDS.labels(command).inc()
+        self.metrics.commands.labels(command).inc()
         try:
             await self.kafka.send(self._audit_record(command_event(record)))
         except Unavailable as exc:
             self.tracker.finish(record, "failed", self._clock_ms(), f"not recorded in the audit trail, not sent: {exc}")
             self.tracker.forget_idempotency_key(record)
-            metrics.OUTCOMES.labels("failed").inc()
+            self.metrics.outcomes.labels("failed").inc()
             raise
         self._schedule_timeout(record)
         log.info("command issued", command_id=record.id, device=device.id, command=command, actor=principal.name)
@@ -284,9 +285,9 @@ class ActuatorService:
         timer = self._timers.pop(record.id, None)
         if timer is not None:
             timer.cancel()
-        metrics.OUTCOMES.labels(record.state).inc()
+        self.metrics.outcomes.labels(record.state).inc()
         if record.state == "acked" and record.completed_ms is not None:
-            metrics.ACK_SECONDS.observe(max(0, record.completed_ms - record.created_ms) / 1000)
+            self.metrics.ack_seconds.observe(max(0, record.completed_ms - record.created_ms) / 1000)
         if record.owned:
             task = asyncio.ensure_future(self._record_outcome(record))
             self._background.add(task)
@@ -296,7 +297,7 @@ class ActuatorService:
         try:
             await self.kafka.send(self._audit_record(outcome_event(record)))
         except Unavailable as exc:
-            metrics.AUDIT_ERRORS.inc()
+            self.metrics.audit_errors.inc()
             log.error(
                 "outcome not recorded in the audit trail", command_id=record.id, state=record.state, error=str(exc)
             )
@@ -314,7 +315,7 @@ class ActuatorService:
         if record is None:
             raise NotFound(f"unknown command {command_id!r} (or older than {self.options.history_s} s)")
         if not principal.can_see(record.device):
-            metrics.AUTH_FAILURES.labels("403").inc()
+            self.metrics.auth_failures.labels("403").inc()
             raise Forbidden(f"token {principal.name!r} may not read commands of device {record.device!r}")
         return record
 
@@ -338,7 +339,7 @@ class ActuatorService:
         self._call_soon(self.tracker.seen, device_id, _now_ms())
 
     def _ack_from_mqtt(self, device_id: str, ack: DeviceAck) -> None:
-        metrics.ACKS.labels("mqtt").inc()
+        self.metrics.acks.labels("mqtt").inc()
         self._call_soon(self._apply_ack, device_id, ack.id, ack.status == "ok", ack.reason, ack.state, _now_ms())
 
     def _record_from_log(self, record: Record) -> None:
@@ -361,7 +362,7 @@ class ActuatorService:
     def _apply_log_event(self, event: AuditEvent, seen_ms: int) -> None:
         if event.type == "ack":
             if self.options.ack_source in ("kafka", "both"):
-                metrics.ACKS.labels("kafka").inc()
+                self.metrics.acks.labels("kafka").inc()
                 ok = event.status == "ok" if event.status is not None else event.state == "acked"
                 self._apply_ack(event.device, event.command_id, ok, event.reason, event.device_state, seen_ms)
             return
@@ -373,7 +374,7 @@ class ActuatorService:
 
     def visible_devices(self, principal: Principal) -> list[str]:
         if not principal.can_read() and not principal.command_globs():
-            metrics.AUTH_FAILURES.labels("403").inc()
+            self.metrics.auth_failures.labels("403").inc()
             raise Forbidden(f"token {principal.name!r} has neither the read scope nor a command scope")
         return [device.id for device in self.registry.devices if principal.can_see(device.id)]
 
@@ -390,7 +391,7 @@ class ActuatorService:
 
     def check_visible(self, principal: Principal, device_id: str) -> None:
         if not principal.can_see(device_id):
-            metrics.AUTH_FAILURES.labels("403").inc()
+            self.metrics.auth_failures.labels("403").inc()
             raise Forbidden(f"token {principal.name!r} may not read device {device_id!r}")
         self.registry.device(device_id)
 
@@ -401,13 +402,13 @@ class ActuatorService:
         if requested is not None:
             if principal.is_admin or requested in sites:
                 return requested
-            metrics.AUTH_FAILURES.labels("403").inc()
+            self.metrics.auth_failures.labels("403").inc()
             allowed = ", ".join(sites) or "none"
             raise Forbidden(f"token {principal.name!r} may not ingest for site {requested!r} (its sites: {allowed})")
         if len(sites) == 1:
             return sites[0]
         if not sites and not principal.is_admin:
-            metrics.AUTH_FAILURES.labels("403").inc()
+            self.metrics.auth_failures.labels("403").inc()
             raise Forbidden(f"token {principal.name!r} has no ingest:<site> scope")
         raise InvalidInput("this token may ingest for several sites: name one with ?site=")
 
@@ -451,5 +452,5 @@ class ActuatorService:
             raise Unavailable(
                 f"{exc}. Resend the whole batch: points with a timestamp are overwritten, not doubled"
             ) from None
-        metrics.INGEST_POINTS.inc(batch.points)
+        self.metrics.ingest_points.inc(batch.points)
         return IngestResult(chosen, batch.points, len(records))

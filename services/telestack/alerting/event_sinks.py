@@ -31,9 +31,8 @@ import queue
 import threading
 import time
 
-from prometheus_client import Counter
-
 from telestack.alerting.alert import StateChange
+from telestack.alerting.metrics import AlertingMetrics
 from telestack.core.backoff import Backoff
 from telestack.core.errors import InfluxAuthError, InfluxRejectedError, InfluxUnavailableError, LineProtocolError
 from telestack.core.influx_http import InfluxHttp
@@ -44,7 +43,6 @@ from telestack.core.settings import InfluxSettings
 
 __all__ = ["InfluxAnnotationWriter", "KafkaAlertPublisher", "annotation_point"]
 
-ANNOTATIONS = Counter("telestack_alerting_annotations_total", "alert points written to InfluxDB", ["result"])
 log = get_logger("alerting.sinks")
 _RESERVED_TAGS = frozenset({"rule", "severity", "state"})
 RETRY_BACKOFF = Backoff(initial_s=0.5, max_s=30.0, jitter=0.0)
@@ -90,7 +88,8 @@ def annotation_point(change: StateChange, severity: str) -> Point:
 
 
 class InfluxAnnotationWriter:
-    """Writes annotation points to InfluxDB 2 (``/api/v2/write``) from a thread, in batches, with retries."""
+    """Writes annotation points to InfluxDB 2 (``/api/v2/write``) from a thread, in batches, with retries; counts
+    them on `metrics` (its service's)."""
 
     def __init__(
         self,
@@ -100,8 +99,10 @@ class InfluxAnnotationWriter:
         max_queue: int = 10_000,
         batch: int = 500,
         retry_for_s: float = RETRY_FOR_S,
+        metrics: AlertingMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else AlertingMetrics()
         self.bucket = bucket or settings.bucket
         self._influx = InfluxHttp(settings, gzip_level=0)  # needs the token: a missing one fails at start
         self._queue: queue.Queue[Point] = queue.Queue(maxsize=max_queue)
@@ -122,7 +123,7 @@ class InfluxAnnotationWriter:
             self._queue.put_nowait(point)
         except queue.Full:
             self.dropped += 1
-            ANNOTATIONS.labels("dropped").inc()
+            self.metrics.annotations.labels("dropped").inc()
 
     def healthy(self) -> tuple[bool, str]:
         backlog = self._queue.qsize()
@@ -135,7 +136,7 @@ class InfluxAnnotationWriter:
 
     def _drop(self, count: int, result: str, message: str, **facts: object) -> None:
         self.dropped += count
-        ANNOTATIONS.labels(result).inc(count)
+        self.metrics.annotations.labels(result).inc(count)
         log.error(message, count=count, **facts)
 
     def _format(self, points: list[Point]) -> str:
@@ -187,7 +188,7 @@ class InfluxAnnotationWriter:
             except InfluxUnavailableError as exc:
                 error, retry_after_s = str(exc), exc.retry_after_s
             else:
-                ANNOTATIONS.labels("written").inc(count)
+                self.metrics.annotations.labels("written").inc(count)
                 self.written += count
                 self.last_error = None
                 return
@@ -197,7 +198,7 @@ class InfluxAnnotationWriter:
                 why = "at shutdown" if self._stop.is_set() else f"after retrying {self.retry_for_s:g} s"
                 self._drop(count, "expired", f"alert annotations dropped {why}", error=error)
                 return
-            ANNOTATIONS.labels("retried").inc()
+            self.metrics.annotations.labels("retried").inc()
             self._stop.wait(backoff)
             attempt += 1
 

@@ -23,14 +23,14 @@ import time
 from collections.abc import Callable, Iterable
 
 from confluent_kafka import KafkaException
-from prometheus_client import Counter, Gauge
 
 from telestack.alerting.alert import AlertState, Instance, StateChange
 from telestack.alerting.dispatch import Dispatcher
 from telestack.alerting.engine import AlertEngine
 from telestack.alerting.event_sinks import InfluxAnnotationWriter, KafkaAlertPublisher, annotation_point
 from telestack.alerting.expected import partition_of
-from telestack.alerting.notifiers import NotifierWorker, SendResult, build_notifier
+from telestack.alerting.metrics import AlertingMetrics
+from telestack.alerting.notifiers import NotifierConfig, NotifierWorker, SendResult, build_notifier
 from telestack.alerting.rules import RuleSet
 from telestack.alerting.rules_watcher import LoadedRules, RulesWatcher
 from telestack.alerting.settings import AlertingSettings
@@ -46,11 +46,6 @@ __all__ = ["AlertingService", "parse_record"]
 
 NS = 1_000_000_000
 CATCH_UP_LIMIT_S = 120.0  # no-data waits at most this long for a backlog to be read after an assignment
-POINTS = Counter("telestack_alerting_points_total", "telemetry points evaluated")
-BAD_LINES = Counter("telestack_alerting_bad_lines_total", "telemetry lines that could not be parsed (skipped)")
-CHANGES = Counter("telestack_alerting_state_changes_total", "alert state changes", ["state"])
-INSTANCES = Gauge("telestack_alerting_instances", "alert instances by state", ["state"])
-RELOADS = Counter("telestack_alerting_rule_reloads_total", "edits of the rules file: applied or refused", ["result"])
 
 
 def parse_record(value: bytes) -> tuple[list[Point], int]:
@@ -81,8 +76,10 @@ class AlertingService(ServiceBase):
         expected: dict[str, tuple[str, ...]] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
         log: Logger | None = None,
+        metrics: AlertingMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else AlertingMetrics()
         self.options = settings.alerting
         self.ruleset = ruleset
         self.clock_ns = clock_ns
@@ -101,13 +98,10 @@ class AlertingService(ServiceBase):
         )
         self._results: queue.Queue[SendResult] = queue.Queue()
         # Built here so a missing secret fails at start, naming the notifier and the variable.
-        self.workers = {
-            name: NotifierWorker(build_notifier(name, config, mqtt=settings.mqtt), config, self._results)
-            for name, config in ruleset.notifiers.items()
-        }
+        self.workers = {name: self._worker(name, config) for name, config in ruleset.notifiers.items()}
         self.influx: InfluxAnnotationWriter | None = None
         if self.options.influx_annotations:
-            self.influx = InfluxAnnotationWriter(settings.influx, self.options.influx_bucket)
+            self.influx = InfluxAnnotationWriter(settings.influx, self.options.influx_bucket, metrics=self.metrics)
         self.producer: KafkaProducer | None = None
         self.consumer: KafkaConsumer | None = None
         self.store: KafkaStateStore | None = None
@@ -138,6 +132,11 @@ class AlertingService(ServiceBase):
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
         )
+
+    def _worker(self, name: str, config: NotifierConfig) -> NotifierWorker:
+        """The worker of notifier `name`; building it fails (`ConfigError`) when a secret it needs is missing."""
+        notifier = build_notifier(name, config, mqtt=self.settings.mqtt)
+        return NotifierWorker(notifier, config, self._results, metrics=self.metrics)
 
     def _kafka_error(self, message: str) -> None:
         self.last_error = message
@@ -278,7 +277,7 @@ class AlertingService(ServiceBase):
         try:
             loaded = self.watcher.poll()
         except TelestackError as exc:
-            RELOADS.labels("refused").inc()
+            self.metrics.reloads.labels("refused").inc()
             self.log.error("rules edit refused; still running the previous rules", error=str(exc))
             return
         if loaded is None:
@@ -287,10 +286,10 @@ class AlertingService(ServiceBase):
             self.apply_rules(loaded, now)
         except TelestackError as exc:
             self.watcher.refused(str(exc))
-            RELOADS.labels("refused").inc()
+            self.metrics.reloads.labels("refused").inc()
             self.log.error("rules edit refused; still running the previous rules", error=str(exc))
             return
-        RELOADS.labels("applied").inc()
+        self.metrics.reloads.labels("applied").inc()
 
     def apply_rules(self, loaded: LoadedRules, now: int) -> None:
         """Swap in validated rules: unchanged rules keep their instances as they are (see `replace_rules`).
@@ -302,9 +301,7 @@ class AlertingService(ServiceBase):
         ruleset = loaded.ruleset
         old = self.ruleset.notifiers
         fresh = {
-            name: NotifierWorker(build_notifier(name, config, mqtt=self.settings.mqtt), config, self._results)
-            for name, config in ruleset.notifiers.items()
-            if old.get(name) != config
+            name: self._worker(name, config) for name, config in ruleset.notifiers.items() if old.get(name) != config
         }
         dropped, changed = self.engine.replace_rules(ruleset, loaded.expected)
         self.ruleset = ruleset
@@ -367,14 +364,14 @@ class AlertingService(ServiceBase):
                     del behind[record.partition]
             points, bad = parse_record(record.value)
             if bad:
-                BAD_LINES.inc(bad)
+                self.metrics.bad_lines.inc(bad)
             for point in points:
                 found = observe(point, now, record.partition)
                 if found:
                     changes.extend(found)
             count += len(points)
         if count:
-            POINTS.inc(count)
+            self.metrics.points.inc(count)
         return changes
 
     def _record(self, changes: list[StateChange]) -> None:
@@ -382,7 +379,7 @@ class AlertingService(ServiceBase):
         for change in changes:
             inst = change.instance
             severity = self.engine.rules[inst.rule].severity if inst.rule in self.engine.rules else "warning"
-            CHANGES.labels(change.state.value).inc()
+            self.metrics.changes.labels(change.state.value).inc()
             self.publisher.publish(change, severity)
             if self.influx is not None:
                 self.influx.write(annotation_point(change, severity))
@@ -438,7 +435,7 @@ class AlertingService(ServiceBase):
         for inst in self.engine.instances.values():
             counts[inst.state] += 1
         for state, count in counts.items():
-            INSTANCES.labels(state.value).set(count)
+            self.metrics.instances.labels(state.value).set(count)
 
     # --- health --------------------------------------------------------------------------------------
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from telestack.can_gateway import metrics
 from telestack.can_gateway.databases import DecoderSet
 from telestack.can_gateway.gateway import Gateway
+from telestack.can_gateway.metrics import GatewayMetrics
 from telestack.can_gateway.outbox import Outbox
 from telestack.can_gateway.settings import CanGatewaySettings
 from telestack.can_gateway.sources import BusSource, FrameSource, LogReplaySource
@@ -24,7 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def build_gateway(settings: CanGatewaySettings, log: Logger | None = None) -> Gateway:
-    """Everything the gateway needs, from settings; raises `TelestackError` subclasses naming what is wrong."""
+    """Everything the gateway needs, from settings; raises `TelestackError` subclasses naming what is wrong.
+
+    Its metrics (``gateway.metrics``) are on a registry of its own."""
     options = settings.can_gateway
     log = log if log is not None else get_logger("can-gateway")
     decoders = DecoderSet(options)  # a broken DBC or mapping fails here, before any bus is opened
@@ -40,8 +42,11 @@ def build_gateway(settings: CanGatewaySettings, log: Logger | None = None) -> Ga
         log=log,
     )
 
+    metrics = GatewayMetrics()
+    records = metrics.records
+
     def delivered(record: OutRecord) -> None:
-        metrics.RECORDS.labels(record.topic).inc()
+        records.labels(record.topic).inc()
 
     producer = KafkaProducer(settings.kafka)
     outbox = Outbox(
@@ -53,7 +58,7 @@ def build_gateway(settings: CanGatewaySettings, log: Logger | None = None) -> Ga
         log=log,
         on_delivered=delivered,
     )
-    gateway = Gateway(options, settings.kafka.topics, outbox, sources, decoders, log=log)
+    gateway = Gateway(options, settings.kafka.topics, outbox, sources, decoders, log=log, metrics=metrics)
     log.info(
         "reading",
         sources=[source.name for source in gateway.sources],

@@ -13,12 +13,13 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from telestack.can_gateway import metrics
+from prometheus_client import Counter
+
 from telestack.can_gateway.aggregate import Aggregator
 from telestack.can_gateway.databases import DatabaseWatcher, DecoderSet
 from telestack.can_gateway.decoder import Frame, decode_frames, describe_key
+from telestack.can_gateway.metrics import GatewayMetrics, id_label
 from telestack.can_gateway.outbox import Outbox
 from telestack.can_gateway.rawframes import ENCODING, encode_raw
 from telestack.can_gateway.settings import GatewayOptions
@@ -75,8 +76,10 @@ class Gateway(ServiceBase):
         decoders: DecoderSet,
         *,
         log: Logger | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.options = options
+        self.metrics = metrics if metrics is not None else GatewayMetrics()
         self.topics = topics
         self.outbox = outbox
         self.sources = sources
@@ -122,7 +125,7 @@ class Gateway(ServiceBase):
                 fresh = self.watcher.take()
                 if fresh is not None:
                     self.decoders = fresh
-                    metrics.DBC_RELOADS.labels("ok").inc()
+                    self.metrics.dbc_reloads.labels("ok").inc()
                 if now >= next_publish:
                     self.publish_metrics()
                     next_publish = now + 1.0
@@ -171,13 +174,13 @@ class Gateway(ServiceBase):
         stats = self.stats
         stats.frames += len(frames)
         stats.lines += len(lines)
-        metrics.FRAMES.labels(bus).inc(len(frames))
+        self.metrics.frames.labels(bus).inc(len(frames))
         if unknown:
-            self._count(bus, unknown, stats.unknown, metrics.UNKNOWN_FRAMES)
+            self._count(bus, unknown, stats.unknown, self.metrics.unknown_frames)
             if self.options.forward_unknown:
                 lines.extend(self._unknown_lines(bus, frames, unknown))
         if failed:
-            self._count(bus, failed, stats.failed, metrics.DECODE_FAILURES)
+            self._count(bus, failed, stats.failed, self.metrics.decode_failures)
         if self.options.aggregation.interval_s > 0:
             lines = self._aggregate(bus, lines, frames[-1][0])
         self._add_lines(bus, lines, frames[0][0])
@@ -202,7 +205,7 @@ class Gateway(ServiceBase):
     def _dead_letter_rejected(self, bus: str, aggregator: Aggregator) -> None:
         """Lines (or windows) the aggregator refused go to the dead-letter topic with the reason, one each."""
         for line, reason in aggregator.take_rejected():
-            metrics.DEAD_LETTERS.labels(bus, "aggregation").inc()
+            self.metrics.dead_letters.labels(bus, "aggregation").inc()
             self.log.warning("line refused by the aggregator; dead-lettered", bus=bus, error=reason)
             headers = [
                 ("reason", b"aggregation"),
@@ -225,7 +228,7 @@ class Gateway(ServiceBase):
     def _add_lines(self, bus: str, lines: list[str], first_ts: float) -> None:
         now = time.monotonic()
         if lines:
-            metrics.LINES.labels(bus).inc(len(lines))
+            self.metrics.lines.labels(bus).inc(len(lines))
             key = self.options.vehicle if self.options.key == "vehicle" else f"{self.options.vehicle}/{bus}"
             batch = self._lines.get(key)
             if batch is None:
@@ -276,11 +279,11 @@ class Gateway(ServiceBase):
             )
             self.stats.raw_records += 1
 
-    def _count(self, bus: str, counts: dict[int, int], total: dict[tuple[str, int], int], metric: Any) -> None:
+    def _count(self, bus: str, counts: dict[int, int], total: dict[tuple[str, int], int], metric: Counter) -> None:
         seen = self._labelled.setdefault(bus, set())
         for key, n in counts.items():
             total[(bus, key)] = total.get((bus, key), 0) + n
-            metric.labels(bus, metrics.id_label(key, seen)).inc(n)
+            metric.labels(bus, id_label(key, seen)).inc(n)
 
     def _unknown_lines(self, bus: str, frames: list[Frame], unknown: dict[int, int]) -> list[str]:
         tags = {"vehicle": self.options.vehicle, "bus": bus}
@@ -298,15 +301,15 @@ class Gateway(ServiceBase):
         ]
 
     def publish_metrics(self) -> None:
-        spool = self.outbox.spool
-        metrics.SPOOL_DEPTH.set(len(spool))
-        metrics.SPOOL_BYTES.set(spool.size_bytes)
+        spool, metrics = self.outbox.spool, self.metrics
+        metrics.spool_depth.set(len(spool))
+        metrics.spool_bytes.set(spool.size_bytes)
         oldest = spool.oldest_created()
-        metrics.SPOOL_AGE.set(0 if oldest is None else max(0.0, time.time() - oldest))
-        metrics.KAFKA_UP.set(1 if self.outbox.link_up else 0)
+        metrics.spool_age.set(0 if oldest is None else max(0.0, time.time() - oldest))
+        metrics.kafka_up.set(1 if self.outbox.link_up else 0)
         dropped = spool.dropped_frames
         if dropped > self._published_dropped:
-            metrics.SPOOL_DROPPED_FRAMES.inc(dropped - self._published_dropped)
+            metrics.spool_dropped_frames.inc(dropped - self._published_dropped)
             self._published_dropped = dropped
 
     def _close(self) -> None:

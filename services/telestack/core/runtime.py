@@ -20,8 +20,9 @@ from types import FrameType
 from typing import Any, cast
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from telestack.core.metrics import new_registry
 from telestack.core.settings import HttpSettings, LogSettings
 
 __all__ = [
@@ -193,15 +194,19 @@ class _QuietHTTPServer(ThreadingHTTPServer):
 
 
 class HealthServer:
-    """Serves ``GET /healthz`` (200 or 503 with a JSON body naming each check) and ``GET /metrics``."""
+    """Serves ``GET /healthz`` (200 or 503 with a JSON body naming each check) and ``GET /metrics``.
+
+    /metrics serves `registry` (a `new_registry`, process metrics only, unless given); `run_service` sets it to the
+    service's own once the service is built.
+    """
 
     def __init__(
         self,
         settings: HttpSettings,
-        registry: CollectorRegistry = REGISTRY,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.sources: list[tuple[str, Callable[[], list[Check]]]] = []
-        self.registry = registry
+        self.registry: CollectorRegistry = registry if registry is not None else new_registry()
         self.started_at = time.time()
         server = self
 

@@ -4,9 +4,9 @@
       └─ run_service(name, settings, build, http=...)
            configure logging ─ route SIGTERM/SIGINT to a Shutdown ─ serve /healthz and /metrics on `http`
            with build(log) as service:          # a `Service`: clients opened, topics checked
-               /healthz reports service.health()
+               /healthz reports service.health(), /metrics serves service.metrics.registry
                status = service.run(shutdown)   # until shutdown is set (or the work ran out)
-           # service.close() ran (idempotent) ─ HTTP server stopped ─ previous signal handlers restored
+           # service.close() ran (idempotent) ─ HTTP server stopped ─ signal handlers and logging restored
 
 The lifecycle is python-can's ``BusABC``: `ServiceBase.close` runs its `_close` once however often it is called,
 and the service is a context manager so a failure between build and run still closes what was opened.
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from telestack.core.metrics import ServiceMetrics
 from telestack.core.runtime import Check, HealthServer, Logger, Shutdown, configure_logging, get_logger
 from telestack.core.settings import HttpSettings, TelestackSettings
 
@@ -30,6 +31,11 @@ class Service(Protocol):
     """What `run_service` runs."""
 
     name: str
+
+    @property
+    def metrics(self) -> ServiceMetrics:
+        """The service's own metrics: /metrics serves ``metrics.registry``."""
+        ...
 
     def health(self) -> list[Check]:
         """The service's health checks, for /healthz (all ok → 200, else 503)."""
@@ -94,7 +100,8 @@ def run_service(
     """Run the service `build(log)` returns, as a process: the skeleton in this module's docstring.
 
     `http` is where /healthz and /metrics are served; None for a service that serves them itself (the actuator).
-    Returns the service's exit status.
+    /metrics serves the service's own registry (``service.metrics.registry``) once it is built; until then, only
+    the process metrics of a `new_registry`. Returns the service's exit status.
     """
     logs = configure_logging(settings.log, name)  # restored below, after the last log line
     log = get_logger(name)
@@ -106,6 +113,7 @@ def run_service(
             log.info("started", health=f"http://{http.host}:{health.port}/healthz")
         with build(log) as service:
             if health is not None:
+                health.registry = service.metrics.registry
                 health.add_checks(service.name, service.health)
             return service.run(shutdown)
     finally:

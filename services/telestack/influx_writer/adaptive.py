@@ -22,7 +22,7 @@ point with the same series and timestamp overwrites itself. The current figures 
 
 from __future__ import annotations
 
-from telestack.influx_writer import metrics
+from telestack.influx_writer.metrics import WriterMetrics
 from telestack.influx_writer.settings import WriterSettings
 
 __all__ = ["GROW_AFTER", "WriteSizer", "write_sizer"]
@@ -32,9 +32,21 @@ FAST_FRACTION = 0.25  # a write is fast when it took less than this fraction of 
 
 
 class WriteSizer:
-    """Lines per write request and the request timeout, adapted to how InfluxDB answers (see the module doc)."""
+    """Lines per write request and the request timeout, adapted to how InfluxDB answers (see the module doc).
 
-    def __init__(self, *, max_lines: int, base_timeout_s: float, max_timeout_s: float, min_lines: int = 100) -> None:
+    Both figures are published on `metrics` (a `WriterMetrics` of its own unless given).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_lines: int,
+        base_timeout_s: float,
+        max_timeout_s: float,
+        min_lines: int = 100,
+        metrics: WriterMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics if metrics is not None else WriterMetrics()
         self.max_lines = max_lines
         self.min_lines = min(min_lines, max_lines)
         self.base_timeout_s = base_timeout_s
@@ -48,7 +60,7 @@ class WriteSizer:
         self._fast = 0
         self.lines = max(self.min_lines, self.lines // 2)
         self.timeout_s = min(self.max_timeout_s, self.timeout_s * 2)
-        metrics.WRITE_TIMEOUTS.inc()
+        self.metrics.write_timeouts.inc()
         self._publish()
 
     def succeeded(self, seconds: float) -> None:
@@ -64,11 +76,11 @@ class WriteSizer:
         self._publish()
 
     def _publish(self) -> None:
-        metrics.WRITE_LINES_TARGET.set(self.lines)
-        metrics.WRITE_TIMEOUT_SECONDS.set(self.timeout_s)
+        self.metrics.write_lines_target.set(self.lines)
+        self.metrics.write_timeout_seconds.set(self.timeout_s)
 
 
-def write_sizer(settings: WriterSettings) -> WriteSizer:
+def write_sizer(settings: WriterSettings, metrics: WriterMetrics | None = None) -> WriteSizer:
     """The sizer of a writer: from ``batch_lines`` and ``influx.timeout_ms`` up or down to its two bounds."""
     options = settings.influx_writer
     return WriteSizer(
@@ -76,4 +88,5 @@ def write_sizer(settings: WriterSettings) -> WriteSizer:
         base_timeout_s=settings.influx.timeout_ms / 1000,
         max_timeout_s=options.max_write_timeout_ms / 1000,
         min_lines=options.min_write_lines,
+        metrics=metrics,
     )

@@ -14,6 +14,7 @@ from telestack.core.topics import require_topics
 from telestack.influx_writer.adaptive import write_sizer
 from telestack.influx_writer.dead_letters import DeadLetterQueue
 from telestack.influx_writer.flusher import Flusher
+from telestack.influx_writer.metrics import WriterMetrics
 from telestack.influx_writer.service import WriterService
 from telestack.influx_writer.settings import WriterSettings
 
@@ -32,13 +33,15 @@ def build_writer(settings: WriterSettings, log: Logger | None = None) -> WriterS
     require_topics(settings.kafka, [settings.kafka.topics.telemetry, settings.kafka.topics.dlq])
     sink = InfluxHttp(settings.influx, token=token, gzip_level=options.gzip_level)
     producer = KafkaProducer(settings.kafka)
+    metrics = WriterMetrics()
     flusher = Flusher(
         sink,
         DeadLetterQueue(producer, settings.kafka.topics.dlq),
         Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
         max_in_flight=options.max_in_flight,
         log=log,
-        sizer=write_sizer(settings),
+        sizer=write_sizer(settings, metrics),
+        metrics=metrics,
     ).start()
     return WriterService(settings, flusher, log=log, closing=[producer.close, sink.close])
 

@@ -48,13 +48,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from telestack.core.annotated_csv import iter_rows
 from telestack.core.backoff import Backoff
 from telestack.core.durations import duration_seconds
 from telestack.core.errors import InfluxError, InfluxUnavailableError
 from telestack.core.influx_http import InfluxHttp
+from telestack.core.metrics import ServiceMetrics
 from telestack.core.runtime import Check, Logger, Shutdown, get_logger
 from telestack.core.service import ServiceBase
 from telestack.influx_writer.settings import StorageOptions
@@ -62,6 +63,7 @@ from telestack.influx_writer.settings import StorageOptions
 __all__ = [
     "AGGREGATES",
     "WATERMARK_MEASUREMENT",
+    "DownsampleMetrics",
     "Downsampler",
     "PassResult",
     "plan_windows",
@@ -79,17 +81,41 @@ AGGREGATES_RESULT = "aggregates"
 NUMERIC_TYPES = frozenset({"double", "long", "unsignedLong"})  # what `types.isNumeric` accepts
 
 _PREFIX = "telestack_downsample"
-WINDOWS = Counter(f"{_PREFIX}_windows", "windows aggregated, by pass (first, late, redo)", ["pass"])
-SKIPPED = Counter(f"{_PREFIX}_windows_skipped", "windows InfluxDB refused max_window_attempts times, left raw-only")
-FAILURES = Counter(f"{_PREFIX}_query_failures", "failed downsampling queries by kind (unavailable, refused)", ["kind"])
-QUERY_SECONDS = Histogram(
-    f"{_PREFIX}_query_seconds",
-    "duration of one window's aggregation query",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
-)
-WATERMARK = Gauge(f"{_PREFIX}_watermark_timestamp_seconds", "end of the newest window aggregated (Unix time)")
-BEHIND = Gauge(f"{_PREFIX}_behind_windows", "closed windows not aggregated yet")
-IN_FLIGHT = Gauge(f"{_PREFIX}_queries_in_flight", "downsampling queries running now (never more than 1)")
+
+
+class DownsampleMetrics(ServiceMetrics):
+    """One downsampler's metrics, on its own registry (or the one given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.windows = Counter(
+            f"{_PREFIX}_windows", "windows aggregated, by pass (first, late, redo)", ["pass"], registry=r
+        )
+        self.skipped = Counter(
+            f"{_PREFIX}_windows_skipped",
+            "windows InfluxDB refused max_window_attempts times, left raw-only",
+            registry=r,
+        )
+        self.failures = Counter(
+            f"{_PREFIX}_query_failures",
+            "failed downsampling queries by kind (unavailable, refused)",
+            ["kind"],
+            registry=r,
+        )
+        self.query_seconds = Histogram(
+            f"{_PREFIX}_query_seconds",
+            "duration of one window's aggregation query",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.watermark = Gauge(
+            f"{_PREFIX}_watermark_timestamp_seconds", "end of the newest window aggregated (Unix time)", registry=r
+        )
+        self.behind = Gauge(f"{_PREFIX}_behind_windows", "closed windows not aggregated yet", registry=r)
+        self.in_flight = Gauge(
+            f"{_PREFIX}_queries_in_flight", "downsampling queries running now (never more than 1)", registry=r
+        )
 
 
 def _flux_string(text: str) -> str:
@@ -249,8 +275,10 @@ class Downsampler(ServiceBase):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], bool] | None = None,
         log: Logger | None = None,
+        metrics: DownsampleMetrics | None = None,
     ) -> None:
         self.api = api
+        self.metrics = metrics if metrics is not None else DownsampleMetrics()
         self.raw_bucket = raw_bucket
         self.storage = storage
         self.window_s = duration_seconds(storage.downsample_window)
@@ -302,13 +330,13 @@ class Downsampler(ServiceBase):
             first_s=self.first_s,
         )
         result = PassResult(watermark_s=self.watermark_s)
-        BEHIND.set(len(new))
+        self.metrics.behind.set(len(new))
         for start in late:
             if self._should_stop():
                 raise _Stopped
             if self._aggregate(start):
                 result.late.append(start)
-                WINDOWS.labels("late").inc()
+                self.metrics.windows.labels("late").inc()
             else:
                 result.skipped.append(start)
         for start in new:
@@ -316,14 +344,14 @@ class Downsampler(ServiceBase):
                 raise _Stopped
             if self._aggregate(start):
                 result.new.append(start)
-                WINDOWS.labels("first").inc()
+                self.metrics.windows.labels("first").inc()
             else:
                 result.skipped.append(start)
             end = start + self.window_s
             self._retry(functools.partial(self._write_watermark, end))
             self.watermark_s = result.watermark_s = end
-            WATERMARK.set(end)
-            BEHIND.dec()
+            self.metrics.watermark.set(end)
+            self.metrics.behind.dec()
         return result
 
     def redo(self, start_s: int, stop_s: int) -> list[int]:
@@ -333,7 +361,7 @@ class Downsampler(ServiceBase):
         for start in range(first, stop_s, self.window_s):
             if self._aggregate(start):
                 done.append(start)
-                WINDOWS.labels("redo").inc()
+                self.metrics.windows.labels("redo").inc()
         return done
 
     # --- the watermark --------------------------------------------------------------------------------------
@@ -357,7 +385,7 @@ class Downsampler(ServiceBase):
             watermark = max(found, horizon)
         else:
             watermark = self.first_s = (now - self.lookback_s) // self.window_s * self.window_s
-        WATERMARK.set(watermark)
+        self.metrics.watermark.set(watermark)
         self.log.info("downsampling resumes", watermark=_rfc3339(watermark), from_marker=found is not None)
         return watermark
 
@@ -377,23 +405,23 @@ class Downsampler(ServiceBase):
         attempt = 0
         while True:
             started = time.monotonic()
-            IN_FLIGHT.inc()
+            self.metrics.in_flight.inc()
             try:
                 self._aggregate_once(start_s)
             except InfluxUnavailableError as exc:
-                FAILURES.labels("unavailable").inc()
+                self.metrics.failures.labels("unavailable").inc()
                 self._failed(exc, start_s)
                 if self._sleep(self.backoff.delay(attempt, exc.retry_after_s)):
                     raise _Stopped from exc
                 attempt += 1
                 continue
             except InfluxError as exc:
-                FAILURES.labels("refused").inc()
+                self.metrics.failures.labels("refused").inc()
                 self._failed(exc, start_s)
                 self.numeric_pairs.clear()  # a field whose type changed: the next attempt looks again first
                 refused += 1
                 if refused >= self.max_window_attempts:
-                    SKIPPED.inc()
+                    self.metrics.skipped.inc()
                     self.log.error(
                         "window skipped: InfluxDB refused its aggregation",
                         window=_rfc3339(start_s),
@@ -406,8 +434,8 @@ class Downsampler(ServiceBase):
                 attempt += 1
                 continue
             finally:
-                IN_FLIGHT.dec()
-            QUERY_SECONDS.observe(time.monotonic() - started)
+                self.metrics.in_flight.dec()
+            self.metrics.query_seconds.observe(time.monotonic() - started)
             self.last_error = None
             return True
 
@@ -440,7 +468,9 @@ class Downsampler(ServiceBase):
             try:
                 result = call()
             except InfluxError as exc:
-                FAILURES.labels("unavailable" if isinstance(exc, InfluxUnavailableError) else "refused").inc()
+                self.metrics.failures.labels(
+                    "unavailable" if isinstance(exc, InfluxUnavailableError) else "refused"
+                ).inc()
                 self._failed(exc, None)
                 retry_after = exc.retry_after_s if isinstance(exc, InfluxUnavailableError) else None
                 if self._sleep(self.backoff.delay(attempt, retry_after)):

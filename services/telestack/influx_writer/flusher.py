@@ -34,12 +34,12 @@ from telestack.core.errors import (
 from telestack.core.kafka import Record
 from telestack.core.lineproto import iter_lines
 from telestack.core.runtime import Logger
-from telestack.influx_writer import metrics
 from telestack.influx_writer.adaptive import WriteSizer
 from telestack.influx_writer.batcher import Batch
 from telestack.influx_writer.dead_letters import DeadLetter
 from telestack.influx_writer.errors import DeadLetterError
 from telestack.influx_writer.isolation import isolate_rejected
+from telestack.influx_writer.metrics import WriterMetrics
 
 __all__ = ["DeadLetterSink", "FlushResult", "Flusher", "LineSink", "WriteHealth"]
 
@@ -98,8 +98,11 @@ class Flusher:
         log: Logger,
         on_done: Callable[[FlushResult], None] | None = None,
         sizer: WriteSizer | None = None,
+        metrics: WriterMetrics | None = None,
     ) -> None:
         self.sink = sink
+        # The sizer's metrics by default: the writer's figures on one registry.
+        self.metrics = metrics if metrics is not None else sizer.metrics if sizer is not None else WriterMetrics()
         # Without a sizer: one request per batch, with the sink's own timeout.
         self.sizer = sizer
         self.dead_letters = dead_letters
@@ -124,7 +127,7 @@ class Flusher:
     def submit(self, batch: Batch) -> None:
         with self._lock:
             self._in_flight += 1
-            metrics.IN_FLIGHT_BATCHES.set(self._in_flight)
+            self.metrics.in_flight_batches.set(self._in_flight)
         self._inbox.put(batch)
 
     def full(self) -> bool:
@@ -165,7 +168,7 @@ class Flusher:
                     self._failed = True  # later batches are not written: the service is stopping
             with self._lock:
                 self._in_flight -= 1
-                metrics.IN_FLIGHT_BATCHES.set(self._in_flight)
+                self.metrics.in_flight_batches.set(self._in_flight)
             self._results.put(result)
 
     def _flush(self, batch: Batch) -> FlushResult:
@@ -188,7 +191,7 @@ class Flusher:
         except Abandoned:
             return FlushResult(batch, done=False)
         except InfluxAuthError as exc:
-            metrics.WRITE_FAILURES.labels("auth").inc()
+            self.metrics.write_failures.labels("auth").inc()
             self.health.failing_since = self.health.failing_since or time.monotonic()
             self.health.last_error = str(exc)
             return FlushResult(batch, done=False, error=exc)
@@ -209,9 +212,10 @@ class Flusher:
     def _done(self, batch: Batch, letters: list[DeadLetter]) -> FlushResult:
         dead_lines = sum(_line_count(letter.value) for letter in letters)
         written = batch.lines - dead_lines
-        metrics.LINES_WRITTEN.inc(written)
-        metrics.BATCHES_WRITTEN.inc()
-        metrics.DLQ_RECORDS.inc(len(letters))
+        metrics = self.metrics
+        metrics.lines_written.inc(written)
+        metrics.batches_written.inc()
+        metrics.dlq_records.inc(len(letters))
         return FlushResult(batch, done=True, lines_written=written, dead_letters=letters)
 
     def _write(self, body: bytes, *, splittable: bool = False) -> None:
@@ -229,7 +233,7 @@ class Flusher:
                 else:
                     self.sink.write(body, timeout_s=self.sizer.timeout_s)
             except InfluxUnavailableError as exc:
-                metrics.WRITE_FAILURES.labels("unavailable").inc()
+                self.metrics.write_failures.labels("unavailable").inc()
                 if exc.timed_out and self.sizer is not None:
                     self.sizer.timed_out()
                     if splittable and _line_count(body) > self.sizer.lines:
@@ -244,14 +248,14 @@ class Flusher:
                     raise Abandoned from exc
                 continue
             except InfluxRejectedError:
-                metrics.WRITE_FAILURES.labels("rejected").inc()
+                self.metrics.write_failures.labels("rejected").inc()
                 raise
             elapsed = time.perf_counter() - started
-            metrics.WRITE_SECONDS.observe(elapsed)
+            self.metrics.write_seconds.observe(elapsed)
             if self.sizer is not None:
                 self.sizer.succeeded(elapsed)
             now = time.time()
-            metrics.LAST_WRITE_TIMESTAMP.set(now)
+            self.metrics.last_write_timestamp.set(now)
             if self.health.failing_since is not None:
                 self.log.info(
                     "influx_write_recovered",

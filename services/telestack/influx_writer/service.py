@@ -21,7 +21,6 @@ from telestack.core.errors import TelestackError
 from telestack.core.kafka import KafkaConsumer, TopicPartition
 from telestack.core.runtime import Check, Logger, get_logger
 from telestack.core.service import ServiceBase
-from telestack.influx_writer import metrics
 from telestack.influx_writer.batcher import Batcher
 from telestack.influx_writer.flusher import Flusher, FlushResult
 from telestack.influx_writer.settings import WriterSettings
@@ -49,6 +48,7 @@ class WriterService(ServiceBase):
     """One writer replica. `run` blocks until `stop` is set or a fatal error (raised) occurs.
 
     `closing`: what `close` releases after the run (the Kafka producer and InfluxDB client it was built with).
+    Its metrics are its flusher's (``flusher.metrics``).
     """
 
     name = "influx-writer"
@@ -64,6 +64,7 @@ class WriterService(ServiceBase):
         self.settings = settings
         self.options = settings.influx_writer
         self.flusher = flusher
+        self.metrics = flusher.metrics
         self.log: Logger = log if log is not None else get_logger("influx-writer")
         self._closing = list(closing)
         self.batcher = Batcher(
@@ -112,7 +113,7 @@ class WriterService(ServiceBase):
             self.flusher.stop()
             self._collect(consumer)
             consumer.close()  # commits what was stored
-            metrics.PAUSED.set(0)
+            self.metrics.paused.set(0)
         if self.fatal is not None:
             raise self.fatal
         return 0
@@ -132,7 +133,7 @@ class WriterService(ServiceBase):
             consumer.pause()
             if not self.paused:
                 self.paused = True
-                metrics.PAUSED.set(1)
+                self.metrics.paused.set(1)
                 self.log.info("consumption_paused", in_flight=self.flusher.in_flight())
             self._add(consumer.consume(1_000, 0.1))
             return
@@ -140,7 +141,7 @@ class WriterService(ServiceBase):
         if self.paused:
             consumer.resume()
             self.paused = False
-            metrics.PAUSED.set(0)
+            self.metrics.paused.set(0)
             self.log.info("consumption_resumed")
         now = time.monotonic()
         if self.batcher.ready(now):
@@ -151,7 +152,7 @@ class WriterService(ServiceBase):
 
     def _add(self, records: list[Any]) -> None:
         if records:
-            metrics.RECORDS_CONSUMED.inc(len(records))
+            self.metrics.records_consumed.inc(len(records))
             self.batcher.add(records, time.monotonic())
 
     def _collect(self, consumer: KafkaConsumer, timeout_s: float = 0) -> None:

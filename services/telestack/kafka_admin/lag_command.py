@@ -7,22 +7,35 @@ from __future__ import annotations
 
 import argparse
 
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from pydantic import Field
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
 from telestack.core.errors import KafkaError
+from telestack.core.metrics import ServiceMetrics
 from telestack.core.ports import SERVICE_PORTS
 from telestack.core.runtime import Check, Logger, Shutdown, get_logger
 from telestack.core.service import ServiceBase, run_service
 from telestack.core.settings import HttpSettings, KafkaSettings, Section, TelestackSettings
 from telestack.kafka_admin.lag import LagProbe
 
-__all__ = ["LagOptions", "LagService", "LagSettings", "configure", "run"]
+__all__ = ["LagMetrics", "LagOptions", "LagService", "LagSettings", "configure", "run"]
 
 
-LAG = Gauge("telestack_kafka_consumer_lag_records", "records a consumer group has not consumed yet", ["group", "topic"])
-UP = Gauge("telestack_kafka_lag_probe_up", "1 when the last lag probe reached Kafka")
+class LagMetrics(ServiceMetrics):
+    """The lag probe's gauges, on its own registry (or the one given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        self.lag = Gauge(
+            "telestack_kafka_consumer_lag_records",
+            "records a consumer group has not consumed yet",
+            ["group", "topic"],
+            registry=self.registry,
+        )
+        self.up = Gauge(
+            "telestack_kafka_lag_probe_up", "1 when the last lag probe reached Kafka", registry=self.registry
+        )
 
 
 class LagOptions(Section):
@@ -44,8 +57,9 @@ class LagService(ServiceBase):
 
     name = "kafka-lag"
 
-    def __init__(self, settings: LagSettings, log: Logger | None = None) -> None:
+    def __init__(self, settings: LagSettings, log: Logger | None = None, metrics: LagMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else LagMetrics()
         self.options = settings.kafka_lag
         self.log: Logger = log if log is not None else get_logger("kafka-lag")
         self.probe = LagProbe(settings.kafka, self.options.timeout_s)
@@ -65,7 +79,7 @@ class LagService(ServiceBase):
         try:
             lags = self.probe.lag(self.options.groups or None)
         except Exception as exc:  # KafkaError while Kafka is away; anything else is a bug: log, go on
-            UP.set(0)
+            self.metrics.up.set(0)
             self.last = (False, str(exc) or type(exc).__name__)
             if isinstance(exc, KafkaError):
                 self.log.warning("lag probe failed", error=str(exc))
@@ -75,8 +89,8 @@ class LagService(ServiceBase):
             return
         for group, topics in lags.items():
             for topic, lag in topics.items():
-                LAG.labels(group, topic).set(lag)
-        UP.set(1)
+                self.metrics.lag.labels(group, topic).set(lag)
+        self.metrics.up.set(1)
         self.last = (True, f"{len(lags)} groups")
 
 

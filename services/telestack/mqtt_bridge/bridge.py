@@ -46,17 +46,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from prometheus_client import Counter
 
 from telestack.core.backoff import Backoff
 from telestack.core.errors import KafkaError, RecordRejected
 from telestack.core.kafka import Delivery, KafkaProducer
 from telestack.core.mqtt import SESSION_EXPIRY_S, make_client
 from telestack.core.runtime import Logger, Shutdown, get_logger
-from telestack.mqtt_bridge import metrics
 from telestack.mqtt_bridge.acks import AckRoute, ack_record
 from telestack.mqtt_bridge.errors import MappingError
 from telestack.mqtt_bridge.fastpath import FastPathClient
 from telestack.mqtt_bridge.mapping import map_message
+from telestack.mqtt_bridge.metrics import RECORD_KINDS, BridgeMetrics
 from telestack.mqtt_bridge.rules import RuleSet, minimal_filters
 from telestack.mqtt_bridge.settings import BridgeSettings
 
@@ -148,29 +149,37 @@ class _InFlight:
 class _Counts:
     """Per-message counts, kept as plain ints in the loop and added to the Prometheus counters in batches."""
 
-    __slots__ = ("acked", "commands", "commands_acks", "dlq", "failures", "points", "received", "telemetry")
+    __slots__ = (
+        "_counters",
+        "acked",
+        "commands",
+        "commands_acks",
+        "dlq",
+        "failures",
+        "points",
+        "received",
+        "telemetry",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: BridgeMetrics) -> None:
         self.received = self.acked = self.points = self.failures = 0
         self.telemetry = self.dlq = self.commands = self.commands_acks = 0
+        # (attribute, the counter it is added to): the per-kind children of records_confirmed resolved once
+        self._counters: tuple[tuple[str, Counter], ...] = (
+            ("received", metrics.messages_received),
+            ("acked", metrics.messages_acked),
+            ("points", metrics.points),
+            ("failures", metrics.delivery_failures),
+            ("commands_acks", metrics.command_acks),
+            *((kind, metrics.records_confirmed.labels(kind)) for kind in RECORD_KINDS),
+        )
 
     def publish(self) -> None:
-        for name, metric in (
-            ("received", metrics.MESSAGES_RECEIVED),
-            ("acked", metrics.MESSAGES_ACKED),
-            ("points", metrics.POINTS),
-            ("failures", metrics.DELIVERY_FAILURES),
-            ("commands_acks", metrics.COMMAND_ACKS),
-        ):
+        for name, metric in self._counters:
             value = getattr(self, name)
             if value:
                 metric.inc(value)
                 setattr(self, name, 0)
-        for kind in ("telemetry", "dlq", "commands"):
-            value = getattr(self, kind)
-            if value:
-                metrics.RECORDS_CONFIRMED.labels(kind).inc(value)
-                setattr(self, kind, 0)
 
 
 def _dead_letter_headers(topic: str, error: MappingError, arrival_ms: int) -> list[tuple[str, str | bytes]]:
@@ -193,8 +202,10 @@ class MqttBridge:
         producer: KafkaProducer,
         *,
         log: Logger | None = None,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else BridgeMetrics()
         self.options = settings.mqtt_bridge
         self.rules = rules
         self.producer = producer
@@ -211,8 +222,7 @@ class MqttBridge:
             filters = minimal_filters([*filters, self._ack_route.subscription])
         group = self.options.share_group
         self.subscriptions = [f"$share/{group}/{f}" if group else f for f in filters]
-        self._counts = _Counts()
-        self.messages_received = 0  # since start, for tests and logs (the metric is process-wide)
+        self._counts = _Counts(self.metrics)
         self._retries: list[_InFlight] = []
         # Records Kafka refused for good, handled after the delivery callbacks (producing from inside one
         # would poll the producer from inside its own poll).
@@ -283,7 +293,7 @@ class MqttBridge:
         self._connected = True
         self._down_since = None
         self._failed_attempts = 0
-        metrics.CONNECTED.set(1)
+        self.metrics.connected.set(1)
         self.log.info(
             "mqtt connected", session_present=bool(flags.session_present), down_s=down_for, generation=self._generation
         )
@@ -312,12 +322,12 @@ class MqttBridge:
         self._subscribed = False
         if self._down_since is None:
             self._down_since = time.monotonic()
-        metrics.CONNECTED.set(0)
+        self.metrics.connected.set(0)
         if self._draining:
             return
         self._schedule_retry()
         if was_connected:
-            metrics.DISCONNECTS.inc()
+            self.metrics.disconnects.inc()
             self._last_disconnect_reason = str(reason)
             self.log.warning(
                 "mqtt disconnected; reconnecting with backoff",
@@ -335,7 +345,6 @@ class MqttBridge:
         if self._draining:
             return  # not acknowledged: the broker gives it to the next session
         self._counts.received += 1
-        self.messages_received += 1
         arrival_ns = time.time_ns()
         arrival_ms = arrival_ns // 1_000_000
         token = (self._generation, mid, qos)
@@ -376,7 +385,7 @@ class MqttBridge:
     def _dead_letter(
         self, topic: str, payload: bytes, error: MappingError, arrival_ms: int, token: tuple[int, int, int]
     ) -> None:
-        metrics.DEAD_LETTERS.labels(error.reason).inc()
+        self.metrics.dead_letters.labels(error.reason).inc()
         headers = _dead_letter_headers(topic, error, arrival_ms)
         if len(payload) > self._dead_letter_max:
             headers += [("truncated", "true"), ("payload_bytes", str(len(payload)))]
@@ -427,7 +436,7 @@ class MqttBridge:
         """Kafka will not take `record`: dead-letter it (truncated to fit), or end its message without a record."""
         if record.kind != "dlq":
             self.log.warning("kafka refused a record; dead-lettering it", topic=record.topic, error=error)
-            metrics.DEAD_LETTERS.labels("rejected").inc()
+            self.metrics.dead_letters.labels("rejected").inc()
             value = record.value if isinstance(record.value, bytes) else record.value.encode("utf-8")
             headers = _dead_letter_headers(record.mqtt_topic, MappingError("rejected", error), record.timestamp_ms)
             if len(value) > self._dead_letter_max:
@@ -460,7 +469,7 @@ class MqttBridge:
             mqtt_topic=record.mqtt_topic,
             error=error,
         )
-        metrics.RECORDS_DROPPED.inc()
+        self.metrics.records_dropped.inc()
         self._ack(record)
 
     def _ack(self, record: _InFlight) -> None:
@@ -571,9 +580,10 @@ class MqttBridge:
             readable = [sock]
         if readable:
             # loop_read handles one packet; while they are PUBLISHes, more are likely buffered (a backlog).
+            counts = self._counts  # its `received` is only reset by `_housekeeping`, not during the burst
             for _ in range(READ_BURST):
-                before = self.messages_received
-                if client.loop_read() != paho.MQTT_ERR_SUCCESS or self.messages_received == before:
+                before = counts.received
+                if client.loop_read() != paho.MQTT_ERR_SUCCESS or counts.received == before:
                     break
         if client.socket() is not None and (writable or client.want_write()):
             client.loop_write()
@@ -592,7 +602,7 @@ class MqttBridge:
         if self._retries:
             self._produce_retries()
         self.client.flush_acks()  # of records retried above
-        metrics.INFLIGHT.set(pending)
+        self.metrics.inflight.set(pending)
         self._counts.publish()
 
     def drain(self, timeout_s: float | None = None) -> None:
@@ -621,8 +631,8 @@ class MqttBridge:
                 time.sleep(0.005)
         left = self.producer.pending()
         self._counts.publish()
-        metrics.CONNECTED.set(0)
-        metrics.INFLIGHT.set(left)
+        self.metrics.connected.set(0)
+        self.metrics.inflight.set(left)
         self.log.info("drained", unconfirmed=left)
 
     # --- health -------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ class BridgeService(ServiceBase):
     def __init__(self, settings: BridgeSettings, rules: RuleSet, log: Logger | None = None) -> None:
         self.producer = KafkaProducer(settings.kafka)
         self.bridge = MqttBridge(settings, rules, self.producer, log=log)
+        self.metrics = self.bridge.metrics
 
     def health(self) -> list[Check]:
         return [Check.of("mqtt", self.bridge.mqtt_health), Check.of("kafka", self.bridge.kafka_health)]

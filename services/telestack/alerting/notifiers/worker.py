@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
-
 from telestack.alerting.errors import NotifierError
+from telestack.alerting.metrics import AlertingMetrics
 from telestack.alerting.notifiers.base import Notification, Notifier
 from telestack.alerting.notifiers.config import NotifierConfig
 from telestack.core.backoff import Backoff
@@ -21,12 +20,6 @@ from telestack.core.runtime import get_logger
 
 __all__ = ["NotifierWorker", "SendResult"]
 
-NOTIFICATIONS = Counter(
-    "telestack_alerting_notifications_total", "notifications by notifier and outcome", ["notifier", "result"]
-)
-SEND_SECONDS = Histogram(
-    "telestack_alerting_notification_send_seconds", "time to deliver one notification (last try)", ["notifier"]
-)
 log = get_logger("alerting.notifier")
 
 
@@ -41,7 +34,7 @@ class SendResult:
 
 
 class NotifierWorker:
-    """Delivers notifications for one notifier in its own thread."""
+    """Delivers notifications for one notifier in its own thread; counts on `metrics` (its service's)."""
 
     def __init__(
         self,
@@ -51,8 +44,10 @@ class NotifierWorker:
         *,
         max_queue: int = 1000,
         clock_ns: Callable[[], int] = time.time_ns,
+        metrics: AlertingMetrics | None = None,
     ) -> None:
         self.notifier = notifier
+        self.metrics = metrics if metrics is not None else AlertingMetrics()
         self.config = config
         self._results = results
         self._queue: queue.Queue[Notification] = queue.Queue(maxsize=max_queue)
@@ -74,7 +69,7 @@ class NotifierWorker:
         try:
             self._queue.put_nowait(notification)
         except queue.Full:
-            NOTIFICATIONS.labels(self.name, "dropped").inc()
+            self.metrics.notifications.labels(self.name, "dropped").inc()
             self._results.put(SendResult(self.name, notification, False, "queue full", 0, self._clock_ns()))
             return False
         return True
@@ -108,10 +103,11 @@ class NotifierWorker:
             except Exception as exc:  # a notifier bug must not kill its thread
                 error = f"{exc.__class__.__name__}: {exc}"
             else:
-                SEND_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-                NOTIFICATIONS.labels(self.name, "sent").inc()
+                self.metrics.send_seconds.labels(self.name).observe(time.perf_counter() - started)
+                self.metrics.notifications.labels(self.name, "sent").inc()
                 return SendResult(self.name, notification, True, None, attempt, self._clock_ns())
-            NOTIFICATIONS.labels(self.name, "retried" if attempt < config.max_attempts else "failed").inc()
+            outcome = "retried" if attempt < config.max_attempts else "failed"
+            self.metrics.notifications.labels(self.name, outcome).inc()
             log.warning("notification failed", notifier=self.name, attempt=attempt, error=error)
             if attempt < config.max_attempts:
                 self._stop.wait(Backoff(config.retry_backoff, config.max_backoff, jitter=0.0).delay(attempt - 1))
@@ -120,5 +116,6 @@ class NotifierWorker:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop after the current try; queued notifications are left (the durable state resends them)."""
         self._stop.set()
-        self._thread.join(timeout_s)
+        if self._thread.ident is not None:  # never started: a service closed while it was still opening
+            self._thread.join(timeout_s)
         self.notifier.close()
