@@ -124,6 +124,7 @@ def run_once(
             drained_s=drained,
             udp_drops=udp_drops,
         )
+        figures["service_warnings"] = stack.service_events()  # what each service went through (timeouts, ...)
         if profiler is not None:
             figures["profile"] = profiler.stop()
         return figures, stack, load, observations, started

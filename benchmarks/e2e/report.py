@@ -127,7 +127,9 @@ def analyse(
         ),
     }
     return {
+        # how fast the newest sequence number became queryable: the rate frames got through only when none was lost
         "frames_per_s": _round(_visible_rate(observations, "can/", steady_start, steady_end)),
+        "stored_frames_per_s": round(can_stored / max(1e-9, load.can_seconds), 1),
         "msgs_per_s": _round(_visible_rate(observations, "mqtt/", steady_start, steady_end)),
         "p50_ms": _ms(percentile(can_lat, 50)),
         "p95_ms": _ms(percentile(can_lat, 95)),
@@ -210,7 +212,8 @@ def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any])
         "",
         "| end to end | value |",
         "| --- | --- |",
-        f"| CAN frames queryable / s (steady state) | **{figures['frames_per_s']}** |",
+        f"| CAN frames queryable / s (steady state; newest sequence number's pace) | **{figures['frames_per_s']}** |",
+        f"| CAN frames stored / s (whole run: what arrived, over the load) | {figures['stored_frames_per_s']} |",
         f"| MQTT messages queryable / s (steady state) | {figures['msgs_per_s']} |",
         f"| CAN source → queryable p50 / p95 / p99 | {figures['p50_ms']} / {figures['p95_ms']} / "
         f"**{figures['p99_ms']}** ms |",
@@ -259,6 +262,12 @@ def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any])
         "Percentiles are over points sent after the first 3 s (connections and first fetches settled).",
         "",
     ]
+    warned = {name: events for name, events in figures.get("service_warnings", {}).items() if events}
+    if warned:
+        lines += ["## Warnings and errors the services logged (event: count)", ""]
+        for name, events in warned.items():
+            lines.append(f"- **{name}**: " + ", ".join(f"{event}: {n}" for event, n in events.items()))
+        lines.append("")
     lines += _profile_lines(figures.get("profile", {}))
     path.write_text("\n".join(lines))
 
