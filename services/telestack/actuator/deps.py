@@ -39,7 +39,9 @@ WAIT_DESCRIPTION = "seconds to wait for the command's final state"
 bearer = HTTPBearer(auto_error=False, description="a token from `telestack tokens create`")
 
 
-def get_service(request: Request) -> ActuatorService:
+# Dependencies that never block are `async def`: FastAPI runs a plain `def` one in its thread pool, a thread hop
+# per request each.
+async def get_service(request: Request) -> ActuatorService:
     service: ActuatorService = request.app.state.service
     return service
 
@@ -68,7 +70,7 @@ def _at_most(max_wait_s: float) -> TypeAdapter[float]:
     return TypeAdapter(Annotated[float, Field(le=max_wait_s)])
 
 
-def get_wait(service: Service, wait: Annotated[float, Query(ge=0, description=WAIT_DESCRIPTION)] = 0) -> float:
+async def get_wait(service: Service, wait: Annotated[float, Query(ge=0, description=WAIT_DESCRIPTION)] = 0) -> float:
     """``?wait=``, at most the app's ``max_wait_s``: over it, the 422 FastAPI gives for ``Query(le=...)``.
 
     The bound is a setting, so it is checked here rather than in the annotation (which is fixed when the
