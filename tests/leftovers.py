@@ -114,8 +114,20 @@ def sweep() -> str | None:
     containers = _orphan_containers(current)
     if not pids and not containers:
         return None
+    names = sorted({_command(pid) for pid in pids} | {str(getattr(c, "name", "?")) for c in containers})
     _stop(pids)
     for container in containers:
         with contextlib.suppress(Exception):
             container.remove(force=True)  # type: ignore[attr-defined]
-    return f"stopped what an interrupted earlier run left running: {len(pids)} processes, {len(containers)} containers"
+    return (
+        f"stopped what an interrupted earlier run left running: {len(pids)} processes, "
+        f"{len(containers)} containers ({', '.join(names)})"
+    )
+
+
+def _command(pid: int) -> str:
+    """The process's command name (``comm``), to say what was stopped."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
