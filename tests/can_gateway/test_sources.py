@@ -294,7 +294,7 @@ def test_garbage_on_the_group_does_not_stop_a_udp_source() -> None:
             sender.send(can.Message(arbitration_id=0x200, is_extended_id=False, data=bytes([i])))
         wait_until(lambda: len(got) == 10, 10, what="10 frames after the garbage")
         assert source.alive and source.error is None
-        assert source.drain is not None and source.drain.skipped == {"msgpack": 1}
+        assert source.drain is not None and source.unreadable == {"msgpack": 1}
         assert [f[3] for f in got] == [bytes([i]) for i in range(10)]
     finally:
         stop.set()

@@ -39,6 +39,7 @@ class FrameSource(ABC):
     def __init__(self) -> None:
         self.error: BaseException | None = None
         self.frames_read = 0
+        self.unreadable: dict[str, int] = {}  # input skipped as unreadable, by kind (written by the thread)
         self._thread: threading.Thread | None = None
 
     def start(self, emit: Emit, stop: threading.Event) -> None:
@@ -118,6 +119,8 @@ class BusSource(FrameSource):
         self.bus = bus if bus is not None else open_bus(settings)
         udp = settings.interface == "udp_multicast"
         self.drain = UdpMulticastDrain.for_bus(self.bus, self.name, self.log) if udp else None
+        if self.drain is not None:
+            self.unreadable = self.drain.skipped
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
         read = self.drain.read if self.drain is not None else self._read_one

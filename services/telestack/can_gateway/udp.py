@@ -10,8 +10,9 @@ through ``bus.recv``, 6.9-7.3 µs here; the one ``recvmsg`` per datagram left is
 has no ``recvmmsg``). It reads the datagrams exactly as python-can 4.x does (`UdpMulticastBus`
 ``_recv_internal`` and `GeneralPurposeUdpMulticastBus.recv`): the same socket, the same timestamp (the kernel's
 ``SO_TIMESTAMPNS``, else ``SIOCGSTAMP``, else the clock), the same checks, and FD frames dropped on a classic
-bus. A datagram python-can refuses (it raises ``CanOperationError``, which ended the source) is skipped and
-counted in `UdpMulticastDrain.skipped`, and logged once per kind.
+bus. A datagram python-can refuses (it raises ``CanOperationError``, which ended the source) is skipped,
+counted in `UdpMulticastDrain.skipped` (the gateway's ``telestack_can_gateway_unreadable_input`` metric) and
+logged once per kind.
 """
 
 from __future__ import annotations
