@@ -5,8 +5,8 @@ each frame costs a ``select``, a ``recvmsg``, the timestamp's ancillary data, a 
 ``can.Message``; in a py-spy profile of the gateway at 27,000 frames/s that was 65 % of its samples, and the
 kernel dropped 34 % of the frames at the socket. `UdpMulticastDrain` waits once, then reads every datagram
 already queued without blocking and builds the frame tuples directly: about half the CPU per frame
-(``python -m benchmarks.can --udp-only``, best of 3, three runs on the shared 2-core machine: 12.7-17.6 µs
-through ``bus.recv``, 6.9-7.3 µs here; the one ``recvmsg`` per datagram left is about 4 µs of it, and Python
+(``python -m benchmarks.can --udp-only``, best of 3, five runs on the shared 2-core machine: 12.2-17.6 µs
+through ``bus.recv``, 6.4-7.3 µs here; the one ``recvmsg`` per datagram left is about 4 µs of it, and Python
 has no ``recvmmsg``). It reads the datagrams exactly as python-can 4.x does (`UdpMulticastBus`
 ``_recv_internal`` and `GeneralPurposeUdpMulticastBus.recv`): the same socket, the same timestamp (the kernel's
 ``SO_TIMESTAMPNS``, else ``SIOCGSTAMP``, else the clock), the same checks, and FD frames dropped on a classic
