@@ -20,6 +20,12 @@ Those loops are timed in CPU time of this process (``time.process_time``: single
 spent decoding, without the time other programs on this shared machine hold the cores), interleaved, best of
 `--decode-repeat` each.
 ``--decode-only`` runs that comparison alone (no log, no Kafka).
+
+Reading a live ``udp_multicast`` bus (the simulators' virtual wire): CPU per frame of python-can's
+``bus.recv`` + ``message_to_frame`` against the gateway's `UdpMulticastDrain`, on frames of the simulated car
+sent over a multicast group of this host, `--udp-frames` per loop in chunks that fit the socket buffer; only
+the reading is timed (``time.process_time``), interleaved, best of `--repeat` each (``udp_recv_*`` in the
+JSON line). ``--udp-only`` runs that comparison alone.
 """
 
 from __future__ import annotations
@@ -240,6 +246,98 @@ def _real_world(repeat: int) -> dict[str, Any]:
     }
 
 
+def _udp_messages(count: int) -> list[Any]:
+    """`count` python-can messages of the simulated car (classic and CAN FD frames, as the buses carry them)."""
+    import can
+    import cantools
+
+    from telestack.simulators.vehicle import SimulatorOptions, simulate
+
+    db = cantools.database.load_file(str(DBC))
+    options = SimulatorOptions(bus_load=1.0, realtime=False, start_time=1_700_000_000.0, send=False)
+    messages = []
+    for _ts, _bus, message, data in simulate(db, options):
+        ident, extended, fd = message.frame_id, message.is_extended_frame, message.is_fd
+        messages.append(
+            can.Message(arbitration_id=ident, is_extended_id=extended, is_fd=fd, bitrate_switch=fd, data=data)
+        )
+        if len(messages) >= count:
+            return messages
+    return messages
+
+
+def _udp_recv(frames: int, repeat: int, chunk: int = 1000) -> dict[str, Any]:
+    """µs of CPU per frame reading a udp_multicast bus: python-can's recv against `UdpMulticastDrain`."""
+    import random
+    import socket
+
+    import can
+
+    from telestack.can_gateway.rawframes import message_to_frame
+    from telestack.can_gateway.settings import BusSettings
+    from telestack.can_gateway.sources import open_bus
+    from telestack.can_gateway.udp import UdpMulticastDrain
+    from telestack.core.runtime import silent_logger
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a port of our own
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    group = f"239.74.{random.randrange(200, 255)}.{random.randrange(1, 255)}"
+    settings = BusSettings(name="bench", interface="udp_multicast", channel=group, fd=True, options={"port": port})
+    receiver = open_bus(settings)  # with the gateway's 4 MiB receive buffer: a chunk fits
+    sender = can.Bus(interface="udp_multicast", channel=group, port=port, hop_limit=0)
+    drain = UdpMulticastDrain.for_bus(receiver, "bench", silent_logger())
+    assert drain is not None, "the bench bus is not read by UdpMulticastDrain"
+    messages = _udp_messages(chunk)
+    send, recv, clock = sender.send, receiver.recv, time.process_time
+
+    def through_recv(count: int) -> None:
+        for _ in range(count):
+            message = recv(1.0)
+            assert message is not None, "a datagram was lost"
+            message_to_frame(message)
+
+    def through_drain(count: int) -> None:
+        batch: list[Any] = []
+        while len(batch) < count:
+            before = len(batch)
+            drain.read(batch, 1.0, 512)
+            assert len(batch) > before, "a datagram was lost"
+
+    def cpu_us_per_frame(read: Any) -> float:
+        spent = 0.0
+        for start in range(0, frames, chunk):
+            count = min(chunk, frames - start)
+            for message in messages[:count]:
+                send(message)
+            started = clock()
+            read(count)
+            spent += clock() - started
+        return spent / frames * 1e6
+
+    runs: dict[str, list[float]] = {"python-can": [], "drain": []}
+    try:
+        for _ in range(repeat):
+            runs["python-can"].append(cpu_us_per_frame(through_recv))
+            runs["drain"].append(cpu_us_per_frame(through_drain))
+    finally:
+        sender.shutdown()
+        receiver.shutdown()
+    ours, theirs = min(runs["drain"]), min(runs["python-can"])
+    fd_share = sum(1 for m in messages if m.is_fd) / len(messages)
+    _say(
+        f"udp_multicast receive, {frames:,} frames ({fd_share:.0%} CAN FD) x {repeat}: python-can recv "
+        f"{min(runs['python-can']):.2f}-{max(runs['python-can']):.2f} µs/frame, UdpMulticastDrain "
+        f"{min(runs['drain']):.2f}-{max(runs['drain']):.2f} µs/frame (CPU) → {theirs / ours:.1f}x less"
+    )
+    return {
+        "udp_recv_us_per_frame": round(ours, 2),
+        "udp_recv_python_can_us_per_frame": round(theirs, 2),
+        "udp_recv_ratio": round(theirs / ours, 2),
+        "udp_recv_frames": frames,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.can", description=__doc__)
     parser.add_argument("--frames", type=int, default=300_000, help="frames in the recorded log (default 300000)")
@@ -250,9 +348,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--decode-only", action="store_true", help="only the decode comparison with cantools on real-world DBC files"
     )
+    parser.add_argument(
+        "--udp-frames", type=int, default=50_000, help="frames per udp_multicast receive loop (default 50000)"
+    )
+    parser.add_argument(
+        "--udp-only", action="store_true", help="only the udp_multicast receive comparison (no log, no Kafka)"
+    )
     args = parser.parse_args(argv)
     if args.decode_only:
         _say(json.dumps(_real_world(args.decode_repeat)))
+        return 0
+    if args.udp_only:
+        _say(json.dumps(_udp_recv(args.udp_frames, args.repeat)))
         return 0
 
     from telestack.core.kafka import ensure_topics
@@ -289,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
     assert ours_frames == base_frames == frames, (ours_frames, base_frames, frames)
     real_world = _real_world(args.decode_repeat)
+    udp = _udp_recv(args.udp_frames, args.repeat)
     figures = {
         "frames": frames,
         "frames_per_s": round(frames / ours_s),
@@ -304,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "target_frames_per_s": 25_000,
         **real_world,
+        **udp,
     }
     _say(
         f"gateway (decode + produce telemetry and can.raw): {figures['frames_per_s']:>9,} frames/s "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -237,6 +238,9 @@ def test_simulated_vehicle_over_udp_multicast_reaches_kafka(
     ]
     running = run_gateway(gateway_settings(gateway_kafka, tmp_path / "spool", buses=buses))
     time.sleep(0.5)  # the sockets join the group
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stray:  # python-can's recv raised on it
+        stray.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 0)
+        stray.sendto(b"\xc1 not msgpack", (UDP_GROUP, base))
     record = tmp_path / "sent.log"
     proc = subprocess.run(
         [
@@ -268,6 +272,9 @@ def test_simulated_vehicle_over_udp_multicast_reaches_kafka(
     assert total == 1440  # 720 frames/s for 2 s
     wait_until(lambda: running.service.stats.frames >= total, 20, what="every simulated frame")
     assert running.stop() == 0
+    assert (
+        _sample(running.service, "telestack_can_gateway_unreadable_input_total", bus="powertrain", kind="msgpack") == 1
+    )
     assert running.service.stats.frames == total and not running.service.stats.failed
     raw = consume(
         gateway_kafka, gateway_kafka.topics.can_raw, lambda got: sum(len(decode_raw(r.value)) for r in got) >= total

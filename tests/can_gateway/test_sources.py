@@ -125,3 +125,213 @@ def test_udp_multicast_buses_get_a_large_receive_buffer() -> None:
         assert size > 1 << 20, size
     finally:
         bus.shutdown()
+
+
+# --- udp_multicast buses: UdpMulticastDrain against python-can's own bus.recv ---------------------------------
+
+
+def _udp_group() -> tuple[str, int]:
+    """A multicast group and a UDP port of this test's own (a socket bound to a port gets every group's
+    datagrams to that port, so the port must be free; xdist workers run side by side)."""
+    import random
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("", 0))
+        port = int(sock.getsockname()[1])
+    return f"239.74.{random.randrange(100, 200)}.{random.randrange(1, 255)}", port
+
+
+def _udp_settings(group: str, port: int, fd: bool = True, **options: object) -> BusSettings:
+    return BusSettings(name="udp", interface="udp_multicast", channel=group, fd=fd, options={"port": port, **options})
+
+
+def _recv_all(bus: can.BusABC, until_id: int) -> list[Frame | str]:
+    """python-can's reading of every datagram up to the message with id `until_id`: its frame, or "refused"."""
+    from telestack.can_gateway.rawframes import message_to_frame
+
+    got: list[Frame | str] = []
+    while True:
+        try:
+            message = bus.recv(5)
+        except can.CanOperationError:
+            got.append("refused")
+            continue
+        assert message is not None, f"python-can received {got} but not the id {until_id:#x} that ends them"
+        got.append(message_to_frame(message))
+        if message.arbitration_id == until_id:
+            return got
+
+
+VARIED = [
+    can.Message(arbitration_id=0x123, is_extended_id=False, data=bytes(range(8))),
+    can.Message(arbitration_id=0x18FF5010, is_extended_id=True, data=b"\x01\x02\x03"),
+    can.Message(arbitration_id=0x000, is_extended_id=False, data=b""),
+    can.Message(arbitration_id=0x7FF, is_extended_id=False, is_remote_frame=True, dlc=4),
+    can.Message(arbitration_id=0x1FFFFFFF, is_extended_id=True, is_remote_frame=True, dlc=0),
+    can.Message(arbitration_id=0x004, is_error_frame=True, data=bytes(8)),
+    can.Message(arbitration_id=0x321, is_extended_id=False, is_fd=True, bitrate_switch=True, data=bytes(range(12))),
+    can.Message(arbitration_id=0x1ABCDE, is_fd=True, error_state_indicator=True, data=bytes(range(64))),
+    can.Message(arbitration_id=0x42, is_extended_id=False, is_fd=True, bitrate_switch=True, data=b""),
+    can.Message(arbitration_id=0x43, is_extended_id=False, is_fd=True, error_state_indicator=True, data=bytes(7)),
+    can.Message(arbitration_id=0x100, is_extended_id=False, data=b"\xff"),
+]
+# Messages python-can's receiving side refuses (its check), sent anyway (its sender does not check).
+REFUSED = [
+    can.Message(arbitration_id=0x800, is_extended_id=False, data=b"\x01"),  # 12 bits in a standard id
+    can.Message(arbitration_id=0x20000000, is_extended_id=True, data=b""),  # 30 bits in an extended id
+    can.Message(arbitration_id=0x101, is_extended_id=False, data=bytes(8), dlc=3),  # dlc != len(data)
+    can.Message(arbitration_id=0x102, is_extended_id=False, data=bytes(9)),  # 9 bytes without FD
+    can.Message(arbitration_id=0x103, is_extended_id=False, data=b"\x01", bitrate_switch=True),  # BRS without FD
+]
+LAST_ID = 0x7FE
+
+
+@pytest.mark.parametrize("timestamps", ["SO_TIMESTAMPNS", "SIOCGSTAMP"])
+@pytest.mark.parametrize("fd", [True, False], ids=["fd-bus", "classic-bus"])
+def test_udp_source_reads_every_datagram_as_python_can_does(fd: bool, timestamps: str) -> None:
+    import socket
+
+    from can.interfaces.udp_multicast.bus import SO_TIMESTAMPNS
+
+    # Two sockets joined to one group get the same datagrams with the same kernel timestamps: one read by
+    # python-can, one by the source's drain; every frame, flag, byte and timestamp must match exactly.
+    group, port = _udp_group()
+    settings = _udp_settings(group, port, fd=fd)
+    ours, theirs = open_bus(settings), open_bus(settings)
+    if timestamps == "SIOCGSTAMP":  # python-can's fallback where the socket refused SO_TIMESTAMPNS
+        for bus in (ours, theirs):
+            bus._multicast._socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 0)
+            bus._multicast.timestamp_nanosecond = False
+    source = BusSource(settings, ours)
+    assert source.drain is not None
+    sender = can.Bus(interface="udp_multicast", channel=group, port=port, fd=True)
+    got: list[Frame] = []
+    stop = threading.Event()
+    try:
+        for message in [*VARIED, *REFUSED, *VARIED]:
+            sender.send(message)
+        sender._multicast._socket.sendto(b"\xc1 not msgpack", (group, port))
+        sender._multicast._socket.sendto(b"\x93\x01\x02\x03", (group, port))  # msgpack, a list
+        sender.send(can.Message(arbitration_id=0x7FE, is_extended_id=False, data=b"end"))
+        source.start(lambda bus, frames: got.extend(frames) or True, stop)
+        expected = _recv_all(theirs, LAST_ID)
+        wait_until(lambda: got and got[-1][1] == LAST_ID, 10, what="the last frame")
+    finally:
+        stop.set()
+        source.join(5)
+        sender.shutdown()
+        theirs.shutdown()
+    assert source.error is None
+    assert got == [frame for frame in expected if frame != "refused"]
+    assert len(got) == (2 * len(VARIED) + 1 if fd else 2 * 7 + 1)  # a classic bus drops the 4 FD frames
+    assert source.drain.skipped == {"message": len(REFUSED) + 1, "msgpack": 1}
+    assert expected.count("refused") == len(REFUSED) + 2
+
+
+def test_fields_to_frame_builds_what_python_can_builds() -> None:
+    # The short way (exact fields of pack_message, plain types) and can.Message for the rest, side by side.
+    from can.interfaces.udp_multicast.utils import pack_message
+
+    from telestack.can_gateway.rawframes import message_to_frame
+    from telestack.can_gateway.udp import fields_to_frame
+
+    packed = [msgpack_fields(pack_message(m)) for m in [*VARIED, *REFUSED]]
+    odd: list[object] = [
+        {"arbitration_id": 0x10, "data": b"\x01"},  # missing fields: python-can's defaults (extended id)
+        {**packed[0], "dlc": None},  # python-can: dlc from the data
+        {**packed[0], "dlc": 8.0},
+        {**packed[0], "is_rx": False},
+        {**packed[0], "arbitration_id": True},
+        {**packed[0], "arbitration_id": -1},
+        {**packed[1], "arbitration_id": 16.0},  # a float id: python-can accepts it; the frame key cannot
+        {**packed[0], "data": [1, 2, 3, 4, 5, 6, 7, 8]},
+        {**packed[0], "data": "text"},
+        {**packed[0], "unknown": 1},
+        {**packed[0], "check": False},
+        {**packed[6], "is_remote_frame": True},
+        {**packed[3], "is_error_frame": True},
+        {**packed[0], "is_fd": 1, "bitrate_switch": 1},
+        [1, 2, 3],
+        None,
+    ]
+    for fields in [*packed, *odd]:
+        for fd in (True, False):
+            try:
+                message = can.Message(check=True, **{**fields, "timestamp": 12.5})  # type: ignore[dict-item]
+                expected: object = None if message.is_fd and not fd else message_to_frame(message)
+            except Exception as exc:
+                expected = type(exc)
+            try:
+                got: object = fields_to_frame(fields, 12.5, fd)
+            except Exception as exc:
+                got = type(exc)
+            assert (got is not None and isinstance(got, type)) == isinstance(expected, type), (fields, fd, got)
+            if not isinstance(expected, type):
+                assert got == expected, (fields, fd)
+
+
+def msgpack_fields(payload: bytes) -> dict[str, object]:
+    import msgpack
+
+    fields = msgpack.unpackb(payload, raw=False)
+    assert isinstance(fields, dict)
+    return fields
+
+
+def test_garbage_on_the_group_does_not_stop_a_udp_source() -> None:
+    # python-can's recv raises CanOperationError on a datagram it cannot unpack, which used to end the source.
+    group, port = _udp_group()
+    source = BusSource(_udp_settings(group, port))
+    sender = can.Bus(interface="udp_multicast", channel=group, port=port)
+    got: list[Frame] = []
+    stop = threading.Event()
+    source.start(lambda bus, frames: got.extend(frames) or True, stop)
+    try:
+        sender._multicast._socket.sendto(b"\xff\xfe garbage", (group, port))
+        time.sleep(0.2)
+        for i in range(10):
+            sender.send(can.Message(arbitration_id=0x200, is_extended_id=False, data=bytes([i])))
+        wait_until(lambda: len(got) == 10, 10, what="10 frames after the garbage")
+        assert source.alive and source.error is None
+        assert source.drain is not None and source.unreadable == {"msgpack": 1}
+        assert [f[3] for f in got] == [bytes([i]) for i in range(10)]
+    finally:
+        stop.set()
+        source.join(5)
+        sender.shutdown()
+
+
+def test_stop_ends_a_quiet_udp_source_within_its_timeout() -> None:
+    group, port = _udp_group()
+    source = BusSource(_udp_settings(group, port))
+    stop = threading.Event()
+    source.start(lambda bus, frames: True, stop)
+    time.sleep(0.3)
+    assert source.alive
+    stopped = time.monotonic()
+    stop.set()
+    source.join(5)
+    assert not source.alive and source.error is None
+    assert time.monotonic() - stopped < 1.0  # waits at most 0.1 s per pass; slack for a busy machine
+
+
+def test_udp_bus_with_can_filters_is_read_through_recv() -> None:
+    # python-can filters in bus.recv: the drain would skip that, so such a bus keeps the generic loop.
+    group, port = _udp_group()
+    source = BusSource(_udp_settings(group, port, can_filters=[{"can_id": 0x200, "can_mask": 0x7FF}]))
+    sender = can.Bus(interface="udp_multicast", channel=group, port=port)
+    got: list[Frame] = []
+    stop = threading.Event()
+    source.start(lambda bus, frames: got.extend(frames) or True, stop)
+    try:
+        assert source.drain is None
+        for ident in (0x100, 0x200, 0x300, 0x200):
+            sender.send(can.Message(arbitration_id=ident, is_extended_id=False, data=b"\x01"))
+        wait_until(lambda: len(got) == 2, 10, what="the 2 frames the filter passes")
+        time.sleep(0.2)
+        assert [f[1] for f in got] == [0x200, 0x200]
+    finally:
+        stop.set()
+        source.join(5)
+        sender.shutdown()

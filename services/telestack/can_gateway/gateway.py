@@ -97,6 +97,7 @@ class Gateway(ServiceBase):
         self._batch_s = options.batch_ms / 1000
         self._vehicle_key = options.vehicle.encode()
         self._published_dropped = 0
+        self._published_unreadable: dict[tuple[str, str], int] = {}
         self._aggregators: dict[str, Aggregator] = {}
         self._grace_s = options.aggregation.grace_s
         self._ran = False
@@ -311,6 +312,12 @@ class Gateway(ServiceBase):
         if dropped > self._published_dropped:
             metrics.spool_dropped_frames.inc(dropped - self._published_dropped)
             self._published_dropped = dropped
+        for source in self.sources:
+            for kind, count in dict(source.unreadable).items():  # a copy: the source's thread adds kinds
+                published = self._published_unreadable.get((source.name, kind), 0)
+                if count > published:
+                    metrics.unreadable_input.labels(source.name, kind).inc(count - published)
+                    self._published_unreadable[(source.name, kind)] = count
 
     def _close(self) -> None:
         if not self._ran:  # `run` drains the outbox itself on its way out

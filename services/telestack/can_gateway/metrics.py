@@ -32,6 +32,13 @@ class GatewayMetrics(ServiceMetrics):
         self.dead_letters = Counter(
             f"{PREFIX}_dead_letters", "lines sent to the dead-letter topic, by reason", ["bus", "reason"], registry=r
         )
+        self.unreadable_input = Counter(
+            f"{PREFIX}_unreadable_input",
+            "input a source skipped because no frame can be made of it (a udp_multicast datagram python-can "
+            "refuses), by kind",
+            ["bus", "kind"],
+            registry=r,
+        )
         self.dbc_reloads = Counter(f"{PREFIX}_database_reloads", "database hot reloads", ["result"], registry=r)
         self.spool_depth = Gauge(f"{PREFIX}_spool_depth_records", "records waiting in the disk spool", registry=r)
         self.spool_bytes = Gauge(f"{PREFIX}_spool_bytes", "bytes of the disk spool", registry=r)
