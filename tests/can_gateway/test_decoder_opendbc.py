@@ -10,6 +10,7 @@ must be a `DecodeFailure` here too.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import tarfile
@@ -49,8 +50,11 @@ def opendbc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@functools.cache  # parsing was half of this module's time: each file is loaded for 3 modes and the archive check
 def _load(path: Path) -> tuple[Database | None, bool]:
-    """(the file as cantools loads it, strictly?): strict if it can, else not; None when cantools refuses it."""
+    """(the file as cantools loads it, strictly?): strict if it can, else not; None when cantools refuses it.
+
+    Cached per process: decoding reads the database and never changes it."""
     for strict in (True, False):
         try:
             with warnings.catch_warnings():
