@@ -85,6 +85,7 @@ def run_once(
     spec: LoadSpec,
     name: str,
     profile_s: float = 0,
+    warmup_s: float = 3.0,
 ) -> tuple[dict[str, Any], E2EStack, Any, Any, float]:
     stack = E2EStack(run_dir, endpoints=endpoints, native=native, name=name)
     try:
@@ -123,6 +124,7 @@ def run_once(
             load_ended=load_ended,
             drained_s=drained,
             udp_drops=udp_drops,
+            warmup_s=warmup_s,
         )
         figures["service_warnings"] = stack.service_events()  # what each service went through (timeouts, ...)
         if profiler is not None:
@@ -151,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device-rate", type=float, default=10, help="messages/s per device (default 10)")
     parser.add_argument("--duration", type=float, default=300, help="seconds of load (default 300)")
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=30,
+        help="seconds at the start of the load left out of the percentiles and rates (default 30; loss counts "
+        "the whole run, and the whole run's percentiles are reported too)",
+    )
+    parser.add_argument(
         "--profile",
         type=float,
         default=0,
@@ -167,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.profile and Profiler.available() is None:
         parser.error("--profile needs py-spy: pip install -e '.[dev]' (or pip install py-spy)")
+    if not 0 <= args.warmup <= args.duration - 2:
+        parser.error(f"--warmup {args.warmup:g} leaves no steady state in --duration {args.duration:g}: shorten it")
 
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.find_max:
             spec = LoadSpec(args.can_rate, args.devices, args.device_rate, args.duration)
             figures, _, load, observations, started = run_once(
-                tmp / "run", endpoints, native, spec, f"e2e-{stamp}", profile_s=args.profile
+                tmp / "run", endpoints, native, spec, f"e2e-{stamp}", profile_s=args.profile, warmup_s=args.warmup
             )
             for name, found in figures.get("profile", {}).items():  # the raw stacks outlive the temp directory
                 if "file" in found:
@@ -198,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             while rate <= args.max_rate:
                 spec = LoadSpec(rate, args.devices, args.device_rate, args.duration)
                 _say(f"find-max: {len(BUSES)} buses x {rate:g} frames/s ...")
-                figures, *_ = run_once(tmp / f"step-{len(steps)}", endpoints, native, spec, f"e2e-{stamp}-{len(steps)}")
+                step_dir, step_name = tmp / f"step-{len(steps)}", f"e2e-{stamp}-{len(steps)}"
+                figures, *_ = run_once(step_dir, endpoints, native, spec, step_name, warmup_s=args.warmup)
                 steps.append(figures)
                 _say("  " + describe(figures))
                 held = figures["lost"] == 0 and (figures["p99_ms"] or 1e9) <= args.max_p99_ms
