@@ -5,9 +5,9 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# make test: 0 runs the suite in one process (CI's setting); N > 1 spreads it over N xdist workers, each with its
-# own servers, the whole-stack modules taking turns on one of them (tests/conftest.py)
-TEST_WORKERS ?= 0
+# make test: the suite on N xdist workers, each with its own servers, the whole-stack modules taking turns on one of
+# them (tests/conftest.py), the other two running the rest: 10.5 min instead of 18.8 in one process (0) on 2 cores
+TEST_WORKERS ?= 3
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
 # this checkout, wherever make runs from (`make -f path/to/Makefile env` in another directory)

@@ -58,9 +58,9 @@ SERVER_MODULES = (
 )
 
 
-# Tests that run a whole stack (a demo, the chaos servers and their services under load). `TEST_WORKERS=2 make test`
-# runs the suite on two xdist workers; these modules go to one of them, one test after the other, so two whole stacks
-# never compete for a small machine's cores (and the session's demo starts once), while the other runs the rest.
+# Tests that run a whole stack (a demo, the chaos servers and their services under load). `make test` runs the suite on
+# xdist workers (TEST_WORKERS, 3); these modules go to one of them, one test after the other, so two whole stacks
+# never compete for a small machine's cores (and the session's demo starts once), while the others run the rest.
 WHOLE_STACK_MODULES = (
     "tests/chaos/",
     "tests/demo/test_command.py",
