@@ -269,7 +269,6 @@ def _udp_messages(count: int) -> list[Any]:
 def _udp_recv(frames: int, repeat: int, chunk: int = 1000) -> dict[str, Any]:
     """µs of CPU per frame reading a udp_multicast bus: python-can's recv against `UdpMulticastDrain`."""
     import random
-    import socket
 
     import can
 
@@ -278,10 +277,9 @@ def _udp_recv(frames: int, repeat: int, chunk: int = 1000) -> dict[str, Any]:
     from telestack.can_gateway.sources import open_bus
     from telestack.can_gateway.udp import UdpMulticastDrain
     from telestack.core.runtime import silent_logger
+    from telestack.native.servers import free_udp_port
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a port of our own
-        probe.bind(("", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     group = f"239.74.{random.randrange(200, 255)}.{random.randrange(1, 255)}"
     settings = BusSettings(name="bench", interface="udp_multicast", channel=group, fd=True, options={"port": port})
     receiver = open_bus(settings)  # with the gateway's 4 MiB receive buffer: a chunk fits

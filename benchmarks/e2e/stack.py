@@ -13,7 +13,6 @@ import array
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from benchmarks.e2e.processes import ServiceProcess, metric_sum, usage_of
 from telestack.core.kafka import ensure_topics
 from telestack.core.settings import KafkaSettings
 from telestack.native import Endpoints, NativeStack
-from telestack.native.servers import free_port
+from telestack.native.servers import free_port, free_udp_port
 
 __all__ = ["BUSES", "E2EStack", "LoadResult", "LoadSpec", "RunObservations"]
 
@@ -41,12 +40,6 @@ DBC = HERE / "bench_seq.dbc"
 RULES = HERE / "mqtt_rules.yaml"
 BUSES = ("powertrain", "chassis", "battery")
 SERVICES = ("can-gateway", "mqtt-bridge", "influx-writer")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

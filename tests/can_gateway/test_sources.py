@@ -131,15 +131,12 @@ def test_udp_multicast_buses_get_a_large_receive_buffer() -> None:
 
 
 def _udp_group() -> tuple[str, int]:
-    """A multicast group and a UDP port of this test's own (a socket bound to a port gets every group's
-    datagrams to that port, so the port must be free; xdist workers run side by side)."""
+    """A multicast group and a UDP port of this test's own (xdist workers run side by side)."""
     import random
-    import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("", 0))
-        port = int(sock.getsockname()[1])
-    return f"239.74.{random.randrange(100, 200)}.{random.randrange(1, 255)}", port
+    from telestack.native.servers import free_udp_port
+
+    return f"239.74.{random.randrange(100, 200)}.{random.randrange(1, 255)}", free_udp_port()
 
 
 def _udp_settings(group: str, port: int, fd: bool = True, **options: object) -> BusSettings:

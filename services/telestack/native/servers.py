@@ -30,6 +30,7 @@ __all__ = [
     "NativeServer",
     "cache_dir",
     "free_port",
+    "free_udp_port",
     "report",
 ]
 
@@ -49,6 +50,14 @@ def cache_dir() -> Path:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    """A UDP port nobody listens on, for a udp_multicast bus (a socket bound to a port gets every joined group's
+    datagrams to it, so buses side by side need ports of their own)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("0.0.0.0", 0))
         return int(sock.getsockname()[1])
 
 
