@@ -417,6 +417,11 @@ def scale_stack(args: argparse.Namespace, env_file: Path, figures: dict[str, Any
         figures["scale_duplicated"] = outcome["duplicated"]
 
 
+def _stop(signum: int, frame: object) -> None:
+    say(f"stopped by signal {signum}: bringing the projects down")
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.compose_check", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -428,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scale", action="store_true", help="skip the 3-broker variant")
     parser.add_argument("--keep", action="store_true", help="leave the projects running (to look around)")
     args = parser.parse_args(argv)
+    # `make test` runs this beside the suite and stops it with SIGTERM when the suite is interrupted: the projects'
+    # `docker compose down -v` (in `finally`) must still run.
+    signal.signal(signal.SIGTERM, _stop)
     figures: dict[str, Any] = {"passed": False}
     with tempfile.TemporaryDirectory(prefix="telestack-compose-check-") as tmp:
         env_file = Path(tmp) / ".env"
