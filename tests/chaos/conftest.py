@@ -45,13 +45,18 @@ class ChaosSize:
     service_down_s: float  # a killed service stays down this long before its restart
     influx_slow_s: float  # InfluxDB answers every request late for this long ...
     influx_delay_s: tuple[float, float]  # ... by a delay drawn in this range, s
-    demo_s: float  # the demo (every service, the simulators, the downsampler) runs this long
+    demo_s: float  # the demo (every service, the simulators, the downsampler) runs this long ...
     drained_within_s: float  # after each fault, the writer's lag is 0 and every point visible within this
+    downsample_every: str  # ... with the downsampler looking for closed windows this often ...
+    downsample_offset: str  # ... and aggregating a window this long after its end
 
 
 SIZES = {
-    "ci": ChaosSize("ci", 200, 10, 5, 4, 4, 2, 3, 12, 4_000, 15, 2, 15, (1.0, 3.0), 150, 180),
-    "full": ChaosSize("full", 1000, 50, 10, 10, 10, 5, 5, 360, 10_000, 600, 5, 300, (10.0, 20.0), 1800, 300),
+    # ci: the downsampler's first whole window is aggregated ~80 s after the start (not up to 150 s at the defaults)
+    "ci": ChaosSize("ci", 200, 10, 5, 4, 4, 2, 3, 12, 4_000, 15, 2, 15, (1.0, 3.0), 110, 180, "10s", "10s"),
+    "full": ChaosSize(
+        "full", 1000, 50, 10, 10, 10, 5, 5, 360, 10_000, 600, 5, 300, (10.0, 20.0), 1800, 300, "1m", "30s"
+    ),
 }
 
 

@@ -19,7 +19,7 @@ from benchmarks.e2e.processes import parse_metrics, usage_of
 
 from telestack.core.annotated_csv import iter_rows
 from telestack.core.influx_http import InfluxHttp
-from telestack.core.settings import InfluxSettings
+from telestack.core.settings import InfluxSettings, env_name
 from telestack.demo.processes import wait_all_stopped
 from telestack.demo.stack import DemoStack
 from telestack.influx_writer.downsampling import AGGREGATES, WATERMARK_MEASUREMENT, _pairs_predicate
@@ -99,7 +99,11 @@ def _key(row: dict[str, str], field: str) -> tuple[str, ...]:
 
 
 def test_demo_runs_with_the_downsampler(tmp_path: Path, size: ChaosSize) -> None:
-    demo = DemoStack(tmp_path / "demo", standard_ports=False)
+    cadence = {
+        env_name("influx_writer", "storage", "downsample_every"): size.downsample_every,
+        env_name("influx_writer", "storage", "downsample_offset"): size.downsample_offset,
+    }
+    demo = DemoStack(tmp_path / "demo", standard_ports=False, service_env={"downsampler": cadence})
     info = demo.start()
     influx = InfluxSettings(
         url=info.endpoints.influx.url,

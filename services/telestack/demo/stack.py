@@ -20,7 +20,7 @@ import random
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,8 +182,11 @@ class DemoStack:
         *,
         scrape_interval_s: float = 5.0,
         standard_ports: bool = True,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        """`service_env`: extra environment of a service by name (e.g. ``{"downsampler": {...}}``), over the demo's."""
         self.run_dir = run_dir.resolve()
+        self.service_env = {name: dict(env) for name, env in (service_env or {}).items()}
         self.root = project_root(root)
         self.scrape_interval_s = scrape_interval_s
         self.state_path = self.run_dir / "demo.json"
@@ -286,6 +289,7 @@ class DemoStack:
         section = _SECTIONS.get(name)
         if section is not None:
             env[env_name(section, "http", "port")] = str(self.ports[name])
+        env.update(self.service_env.get(name, {}))
         return ManagedProcess(name, argv, env=env, cwd=self.root, log_path=self.run_dir / "logs" / f"{name}.log")
 
     def _start_services(self, info: DemoInfo) -> None:
