@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt_client
 import pytest
@@ -73,6 +74,9 @@ WHOLE_STACK_GROUPS = {
     ),
 }
 WHOLE_STACK_MODULES = tuple(module for modules in WHOLE_STACK_GROUPS.values() for module in modules)
+# Modules run whole by one worker, after the whole-stack groups: their tests share a costly module fixture or cache
+# that each worker would otherwise build again (the opendbc comparison parses 115 DBC files: ~30 CPU-s per worker).
+WHOLE_MODULES = ("tests/can_gateway/test_decoder_opendbc.py",)
 WHOLE_STACK_FIXTURES = {"chaos_servers", "demo_stack", "demo", "run_dir"}
 
 
@@ -102,9 +106,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
     class WholeStackScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            # The groups are the largest scopes: xdist hands them out first (largest first), to different workers.
             module = nodeid.split("::")[0]
-            return next((group for group, modules in WHOLE_STACK_GROUPS.items() if module in modules), nodeid)
+            group = next((group for group, modules in WHOLE_STACK_GROUPS.items() if module in modules), None)
+            return group or (module if module in WHOLE_MODULES else nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # The whole-stack groups first, one per worker: they are the longest (xdist alone orders by test count).
+            for group in reversed(WHOLE_STACK_GROUPS):
+                if group in self.workqueue:
+                    self.workqueue.move_to_end(group, last=False)
+            super()._assign_work_unit(node)
 
     return WholeStackScheduling(config, log)
 
