@@ -213,6 +213,26 @@ class _Ctx:
             name = self.const_names[id(value)] = self.const("t", value)
         return name
 
+    def merged(self, fields: list[_Field], index: str) -> str:
+        """Expression of the text of `fields` (all in byte `index`): ``k1=v1,k2=v2``, one lookup of that byte.
+
+        A list filled as byte values are first seen (a frame's few flags and counters take few values), shared by
+        the messages of the bus with the same fields and tables.
+        """
+        parts = [(field.key.replace("{{", "{").replace("}}", "}"), self.consts[field.table]) for field in fields]
+        identity = ("merged", tuple((key, id(table)) for key, table in parts))
+        entry = self.tables.get(identity)
+        if entry is None:
+            store: list[str | None] = [None] * 256
+
+            def fill(byte: int) -> str:
+                value = store[byte] = ",".join(f"{key}={table[byte]}" for key, table in parts)
+                return value
+
+            entry = self.tables[identity] = (store, fill)
+        store, fill = entry
+        return f"({self.name_of(store)}[{index}] or {self.name_of(fill)}({index}))"
+
     def lookup(self, identity: tuple[Any, ...], bits: int, compute: Callable[[int], Any], index: str) -> str:
         """Expression of ``compute(index)`` for `index` of `bits` bits, through a table shared by alike signals.
 
@@ -446,19 +466,31 @@ def _selected(ctx: _Ctx, name: str) -> bool:
     return (keep is None or name in keep) and name not in ctx.mapping.exclude
 
 
-def _pieces(fields: list[_Field], unpacked: bool) -> list[tuple[str, str | None]]:
+def _pieces(ctx: _Ctx, fields: list[_Field], unpacked: bool) -> list[tuple[str, str | None]]:
     """The f-string parts writing `fields`, ordered by name, and the float each must check is finite.
 
     A signal lying in one byte is one lookup of that byte, ``b<n>`` when the payload is `unpacked` into
-    one variable per byte, else ``data[<n>]``.
+    one variable per byte, else ``data[<n>]``. Several lying in the same byte are one lookup too, of the text
+    of all of them (``a=1,b=2``), written where the first of them by name goes (field order means nothing in
+    line protocol).
     """
+    in_byte: dict[int, list[_Field]] = {}
+    for fld in fields:
+        if fld.byte is not None:
+            in_byte.setdefault(fld.byte, []).append(fld)
     pieces = []
     for fld in sorted(fields, key=lambda f: f.sort):
-        if fld.byte is not None:
-            expr = f"{{{fld.table}[{f'b{fld.byte}' if unpacked else f'data[{fld.byte}]'}]}}"
+        if fld.byte is None:
+            pieces.append((f"{fld.key}={fld.expr}", fld.finite_check))
+            continue
+        together = in_byte.pop(fld.byte, None)
+        if together is None:  # written with the first of its byte
+            continue
+        index = f"b{fld.byte}" if unpacked else f"data[{fld.byte}]"
+        if len(together) == 1:
+            pieces.append((f"{fld.key}={{{fld.table}[{index}]}}", None))
         else:
-            expr = fld.expr
-        pieces.append((f"{fld.key}={expr}", fld.finite_check))
+            pieces.append((f"{{{ctx.merged(sorted(together, key=lambda f: f.sort), index)}}}", None))
     return pieces
 
 
@@ -481,7 +513,7 @@ def _emit_return(
     dynamic = False
     for measurement in sorted(groups):
         prefix = _lp_prefix(measurement, tags)
-        pieces = _pieces(groups[measurement], unpacked)
+        pieces = _pieces(ctx, groups[measurement], unpacked)
         if any(check for _, check in pieces):
             dynamic = True
             var = f"p{len(parts)}"
@@ -531,7 +563,9 @@ def _emit_node(ctx: _Ctx, tree: Sequence[Any], path: list[Signal], chain: list[s
             f"            raise DecodeFailure(f'{{{failure}}}{{len(data)}} data bytes, the database says {length}')"
         )
         code.append(f"        data = data[:{length}]")
-        code.append("    t = round(ts * 1000000)")
+        # round(ts * 1000000), twice as fast: a float literal spares the int → float conversion of each frame,
+        # and the method the builtin calls spares its lookup (the same value: 1,000,000 random stamps compared)
+        code.append("    t = (ts * 1e6).__round__()")
     header = len(code)
     level = [*path, *(message.get_signal_by_name(name) for name in plain)]
     if not muxes:
