@@ -5,8 +5,8 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# make test: the suite on N xdist workers, each with its own servers, the whole-stack modules taking turns on one of
-# them (tests/conftest.py), the other two running the rest: 10.5 min instead of 18.8 in one process (0) on 2 cores
+# make test: the suite on N xdist workers, each with its own servers, the whole-stack modules in two groups each taking
+# turns on one of them (tests/conftest.py), the compose check beside: ~9 min warm on 2 cores (0: one process)
 TEST_WORKERS ?= 3
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
