@@ -63,7 +63,7 @@ SERVER_MODULES = (
 # xdist workers (TEST_WORKERS, 3); each group below goes to one worker, one test after the other: at most two whole
 # stacks at once on a small machine's cores, the modules sharing a session fixture (the chaos servers, the session's
 # demo) on the same worker so that it starts once, while the other worker runs the rest. The two groups take about
-# as long (ci23: 285 s and 315 s of the 609 s suite).
+# as long (ci25: 338 s and 380 s of test time, of a 515 s suite).
 WHOLE_STACK_GROUPS = {
     "whole-stack-chaos": ("tests/chaos/test_faults.py", "tests/chaos/test_kafka_freeze.py"),
     "whole-stack-demo": (
@@ -98,7 +98,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
     (xdist's own loadgroup reads `xdist_group` marks through a private attribute pytest 9.2 no longer has: marks
     are ignored, so the group is chosen here by module, in the scheduler's public hook, overriding the one method
-    xdist's own LoadGroupScheduling overrides.)
+    xdist's own LoadGroupScheduling overrides, and the one that hands a scope to a worker, to hand out the groups
+    first.)
     """
     if config.getvalue("dist") != "loadgroup":
         return None
