@@ -1,7 +1,7 @@
 """Headless Chromium driven over the DevTools protocol (CDP), from Python: enough to click through /ui.
 
-Debian's ``chromium`` package is the browser; if it is missing, `ensure_chromium` installs it with apt-get
-(the test machines run as root with Debian's package mirror reachable). No driver, no Node: one WebSocket.
+Debian's ``chromium`` package is the browser, installed by `make setup` (scripts/install-chromium.sh); a test that
+finds none fails with that fix. No driver, no Node: one WebSocket.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,20 +24,14 @@ CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
 def ensure_chromium() -> str:
-    """The path of a Chromium binary, installing Debian's package first if there is none."""
+    """The path of the Chromium binary that `make setup` installed (install-chromium.sh); a test installs nothing."""
     for candidate in CHROMIUM_CANDIDATES:
         if os.access(candidate, os.X_OK):
             return candidate
-    apt = shutil.which("apt-get")
-    if apt is None:
-        raise RuntimeError("Chromium is not installed and apt-get is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run([apt, "update", "-q"], check=True, env=env, capture_output=True, timeout=600)
-    subprocess.run([apt, "install", "-y", "-q", "chromium"], check=True, env=env, capture_output=True, timeout=1200)
-    for candidate in CHROMIUM_CANDIDATES:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise RuntimeError("apt-get installed chromium but no binary was found")
+    raise RuntimeError(
+        "Chromium is not installed: run `make setup` (services/telestack/native/scripts/install-chromium.sh installs "
+        "Debian's chromium package)"
+    )
 
 
 class Browser:

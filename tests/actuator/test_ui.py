@@ -1,4 +1,4 @@
-"""/ui: the page people use. In real headless Chromium (installed with apt-get by `ensure_chromium` if missing),
+"""/ui: the page people use. In real headless Chromium (Debian's package, installed by `make setup`),
 and over plain HTTP for the refusals."""
 
 from __future__ import annotations

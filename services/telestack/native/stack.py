@@ -43,7 +43,7 @@ MQTT_USER = "telestack"
 SIMULATED_DEVICES = ("f1", "f2", "f3", "compteur-1", "plug-1")
 INFLUX_USER = "telestack-admin"
 # Tools the tests and benchmarks run beside the servers, built once into the cache (`telestack native install`).
-TOOL_SCRIPTS = ("install-telegraf.sh", "install-lineproto-oracle.sh")
+TOOL_SCRIPTS = ("install-telegraf.sh", "install-lineproto-oracle.sh", "install-chromium.sh")
 
 
 def default_run_dir() -> Path:
@@ -74,7 +74,7 @@ class NativeStack:
         return self.run_dir / "pids.json"
 
     def install(self, tools: bool = False) -> None:
-        """Install the servers; with `tools`, also what the tests and benchmarks run beside them (Telegraf)."""
+        """Install the servers; with `tools`, also what the tests and benchmarks run beside them (Telegraf, Chromium)."""
         started = time.monotonic()
         for server in self.servers:
             report(f"installing {server.name} (cached under $TELESTACK_CACHE after the first time)")
