@@ -74,7 +74,7 @@ class NativeStack:
         return self.run_dir / "pids.json"
 
     def install(self, tools: bool = False) -> None:
-        """Install the servers; with `tools`, also what the tests and benchmarks run beside them (Telegraf, Chromium)."""
+        """Install the servers; with `tools`, also the tools the tests and benchmarks use (Telegraf, Chromium)."""
         started = time.monotonic()
         for server in self.servers:
             report(f"installing {server.name} (cached under $TELESTACK_CACHE after the first time)")
