@@ -27,6 +27,7 @@ from telestack.actuator.tokens import IngestGrant, TokenStore
 from telestack.core.commands import DeviceAck, DeviceCommand
 from telestack.core.kafka import ensure_topics
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
+from telestack.core.topic_reader import assign_from, reader_consumer
 from telestack.native import KafkaEndpoint, MqttEndpoint
 from telestack.simulators.mqtt_device import DeviceFleet, SimulatedDevice
 from tests.harness import RunningService
@@ -299,19 +300,17 @@ def read_topic(
     until: Callable[[list[confluent_kafka.Message]], bool],
     timeout_s: float = 20,
 ) -> list[confluent_kafka.Message]:
-    """Every record of `topic` from the start, until `until(records)` holds (or the timeout: then fail)."""
-    consumer = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"test-reader-{time.monotonic_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+    """Every record of `topic` from the start, until `until(records)` holds (or the timeout: then fail).
+
+    The partitions are assigned, as the actuator's own reader does (`telestack.core.topic_reader`): no consumer
+    group to join. A group's first join waits for Kafka's group coordinator, and in ci30, on a loaded machine, that
+    ("Coordinator load in progress") outlasted the timeout: 0 records read, the command's events already there.
+    """
+    consumer = reader_consumer(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), "test-reader")
     records: list[confluent_kafka.Message] = []
     deadline = time.monotonic() + timeout_s
     try:
+        assign_from(consumer, topic, timeout_s=timeout_s)
         while not until(records):
             if time.monotonic() > deadline:
                 pytest.fail(f"{topic}: condition not met within {timeout_s} s; read {len(records)} records")
