@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from telestack.core.mqtt import device_password
 from telestack.native.images import write_env
+from telestack.native.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIPPED = {"grafana"}  # no image registry here offers Grafana, and its source is off limits
@@ -61,12 +61,6 @@ def say(message: str) -> None:
 
 class CheckFailed(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Project:

@@ -128,14 +128,18 @@ class ServiceProcess:
             return False, f"no answer: {type(exc).__name__}"
         return response.status_code == 200 and bool(checks), response.text[:300]
 
+    def check_alive(self) -> None:
+        """Raise if the process exited (whatever may answer on its port: another process could hold it)."""
+        if not self.alive():
+            code = self.process.returncode if self.process is not None else None
+            raise RuntimeError(f"{self.name} exited with status {code}: see {self.log_path}")
+
     def wait_healthy(self, timeout_s: float = 30) -> float:
         """Seconds until /healthz said 200 (and the process is alive); raises TimeoutError past `timeout_s`."""
         started = time.monotonic()
         detail = ""
         while time.monotonic() - started < timeout_s:
-            if not self.alive():
-                code = self.process.returncode if self.process is not None else None
-                raise RuntimeError(f"{self.name} exited with status {code}: see {self.log_path}")
+            self.check_alive()
             ok, detail = self.health()
             if ok:
                 return time.monotonic() - started

@@ -240,6 +240,7 @@ class E2EStack:
         writer = self.services["influx-writer"]
         deadline = time.monotonic() + timeout_s
         while not re.search(r'"[1-9][0-9]* partitions assigned', writer.health()[1]):
+            writer.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"influx-writer got no partition within {timeout_s:.0f} s: {writer.health()[1]}")
             time.sleep(0.1)
@@ -248,6 +249,7 @@ class E2EStack:
         bridge = self.services["mqtt-bridge"]
         deadline = time.monotonic() + timeout_s
         while "connected and subscribed" not in bridge.health()[1]:
+            bridge.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"mqtt-bridge not subscribed within {timeout_s:.0f} s: {bridge.health()[1]}")
             time.sleep(0.05)

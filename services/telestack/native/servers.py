@@ -7,6 +7,7 @@ Each server is installed once into the cache (``$TELESTACK_CACHE``, default ``~/
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import shutil
 import signal
@@ -47,18 +48,50 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TELESTACK_CACHE", Path.home() / ".cache" / "telestack"))
 
 
+# Ports handed out by `free_port` on this machine, for a while: the kernel gives a port back to the next bind(0) as soon
+# as the probing socket closes, and a process that binds it seconds later (a service starting under load) can find
+# it taken by another process that asked meanwhile (another xdist worker, the compose check, a second run): in a
+# fault test beside a CI run, a writer died on "Address already in use" while the other run's bridge answered its
+# health checks. A marker file per port, claimed under a lock, keeps telestack processes from handing out the same
+# port twice within PORT_CLAIM_S.
+PORT_CLAIMS = Path(os.environ.get("TMPDIR", "/tmp")) / f"telestack-ports-{os.getuid()}"
+PORT_CLAIM_S = 900.0
+
+
+def _claim(port: int, kind: str) -> bool:
+    PORT_CLAIMS.mkdir(exist_ok=True)
+    with open(PORT_CLAIMS / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        marker = PORT_CLAIMS / f"{kind}-{port}"
+        try:
+            if time.time() - marker.stat().st_mtime < PORT_CLAIM_S:
+                return False
+        except FileNotFoundError:
+            pass
+        marker.touch()
+        return True
+
+
+def _unclaimed_port(kind: socket.SocketKind, host: str) -> int:
+    name = "tcp" if kind == socket.SOCK_STREAM else "udp"
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if _claim(port, name):
+            return port
+    raise OSError(f"no {name} port left unclaimed: clear {PORT_CLAIMS}")
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on, and that no other telestack process on this machine was given lately."""
+    return _unclaimed_port(socket.SOCK_STREAM, "127.0.0.1")
 
 
 def free_udp_port() -> int:
     """A UDP port nobody listens on, for a udp_multicast bus (a socket bound to a port gets every joined group's
-    datagrams to it, so buses side by side need ports of their own)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("0.0.0.0", 0))
-        return int(sock.getsockname()[1])
+    datagrams to it, so buses side by side need ports of their own); unclaimed, as `free_port`."""
+    return _unclaimed_port(socket.SOCK_DGRAM, "0.0.0.0")
 
 
 def _port_open(port: int) -> bool:
