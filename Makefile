@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # make test: the suite on N xdist workers, each with its own servers, the whole-stack modules in two groups each taking
-# turns on one of them (tests/conftest.py), the compose check beside: ~9 min warm on 2 cores (0: one process)
+# turns on one of them (tests/conftest.py), the compose check beside: 9-19 min warm on 2 cores (0: one process)
 TEST_WORKERS ?= 3
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
