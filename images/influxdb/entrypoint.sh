@@ -7,11 +7,15 @@ if [[ "${DOCKER_INFLUXDB_INIT_MODE:-}" == setup && ! -f "$INFLUXD_BOLT_PATH" ]];
   : "${DOCKER_INFLUXDB_INIT_BUCKET:?}"
   influxd --http-bind-address 127.0.0.1:9999 --reporting-disabled --log-level warn &
   pid=$!
-  for _ in $(seq 1 300); do
-    curl -fs http://127.0.0.1:9999/health >/dev/null 2>&1 && break
+  # Wait while influxd runs (it exits on a real error), up to 10 min: on a loaded machine it took over a minute,
+  # and the old 300 x 0.2 s fell through to `influx setup` on a server not up yet, which failed and ended the container.
+  ready=0
+  for _ in $(seq 1 3000); do
+    if curl -fs http://127.0.0.1:9999/health >/dev/null 2>&1; then ready=1; break; fi
     kill -0 "$pid" || { echo "influxd exited during setup" >&2; exit 1; }
     sleep 0.2
   done
+  [[ $ready == 1 ]] || { echo "influxd did not answer /health within 10 min of setup" >&2; exit 1; }
   influx setup --force --host http://127.0.0.1:9999 \
     --username "$DOCKER_INFLUXDB_INIT_USERNAME" --password "$DOCKER_INFLUXDB_INIT_PASSWORD" \
     --org "$DOCKER_INFLUXDB_INIT_ORG" --bucket "$DOCKER_INFLUXDB_INIT_BUCKET" \
