@@ -144,8 +144,7 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
             running.enter_context(_started(container))
         _wait_for_log(kafka, "Kafka Server started", timeout_s=180)
         _wait_for_log(mosquitto, "running", timeout_s=60)
-        influx_url = f"http://{influx.get_container_host_ip()}:{influx.get_exposed_port(8086)}"
-        _wait_for_influx(influx, influx_url)
+        influx_url = _wait_for_influx(influx)
         yield (
             Endpoints(
                 kafka=KafkaEndpoint(f"127.0.0.1:{kafka_port}", KAFKA_IMAGE.split(":")[1]),
@@ -172,20 +171,36 @@ def docker_servers() -> Iterator[tuple[Endpoints, None]]:
         )
 
 
-def _wait_for_influx(container: Any, url: str, timeout_s: float = 120) -> None:
-    """Ready once /health passes on the published port (the images set up on a private port before that)."""
-    deadline = time.monotonic() + timeout_s
+def _wait_for_influx(container: Any, timeout_s: float = 120) -> str:
+    """Its URL, once /health passes on the published port (the images set up on a private port before that).
+
+    The port is asked only while the container runs: testcontainers' own wait for that state ends in a bare
+    "container did not become running", and the container's log, the one thing that says why, was lost (ci33).
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
+    url = None
+    wrapped = container.get_wrapped_container()
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        wrapped = container.get_wrapped_container()
         wrapped.reload()
         if wrapped.status == "exited":
             break
+        if wrapped.status == "running" and url is None:
+            with contextlib.suppress(TimeoutError):  # it stopped since: the next reload says so
+                url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(8086)}"
+        if url is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return url
         time.sleep(0.2)
-    logs = container.get_logs()
-    raise RuntimeError(f"InfluxDB container not ready on {url} within {timeout_s} s; its log:\n{logs}")
+    state = wrapped.attrs.get("State", {})
+    stdout, stderr = container.get_logs()
+    raise RuntimeError(
+        f"InfluxDB container not ready after {time.monotonic() - started:.0f} s of {timeout_s} (status "
+        f"{state.get('Status')}, exit code "
+        f"{state.get('ExitCode')}, {url or 'no port published'}); its log:\n"
+        f"{(stdout + stderr).decode(errors='replace')[-4000:]}"
+    )
 
 
 @contextlib.contextmanager
