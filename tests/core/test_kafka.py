@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
-from telestack.core.errors import DeliveryError
+from telestack.core.errors import DeliveryError, KafkaError
 from telestack.core.kafka import Delivery, KafkaConsumer, KafkaProducer, Record
 from telestack.core.settings import KafkaSettings
 from telestack.native.servers import free_port
@@ -105,15 +106,42 @@ def test_full_local_queue_waits_then_reports_undeliverable(unique: str) -> None:
     # Nothing listens on port 1: the queue fills and produce() gives up after block_s, keeping the record.
     settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", message_timeout_ms=1000)
     producer = KafkaProducer(settings, config={"queue.buffering.max.messages": 5})
-    failed: list[Delivery] = []
-    for i in range(5):
-        producer.produce("t", f"m v={i}i", on_delivery=failed.append)
-    with pytest.raises(DeliveryError, match="queue stayed full"):
-        producer.produce("t", "m v=6i", block_s=0.3)
-    producer.flush(5)
-    assert len(failed) == 5
-    assert all(not d.ok for d in failed)
+    try:
+        failed: list[Delivery] = []
+        for i in range(5):
+            producer.produce("t", f"m v={i}i", on_delivery=failed.append)
+        with pytest.raises(DeliveryError, match="queue stayed full"):
+            producer.produce("t", "m v=6i", block_s=0.3)
+        producer.flush(5)
+        assert len(failed) == 5
+        assert all(not d.ok for d in failed)
+        assert producer.pending() == 0
+    finally:
+        producer.close(0)
+
+
+def _librdkafka_threads() -> int:
+    """This process's librdkafka threads (each names itself rdk:...)."""
+    tasks = Path("/proc/self/task")
+    return sum((task / "comm").read_text().startswith("rdk:") for task in tasks.iterdir() if (task / "comm").exists())
+
+
+def test_close_releases_the_client_and_fails_what_was_left() -> None:
+    """ci41: a producer that was only flushed kept its threads, reconnecting to a broker that was gone, until a
+    garbage collection some time later (the client and its wrapper refer to each other through error_cb)."""
+    before = _librdkafka_threads()
+    producer = KafkaProducer(KafkaSettings(bootstrap_servers="127.0.0.1:1", message_timeout_ms=60_000))
+    assert _librdkafka_threads() > before
+    outcomes: list[Delivery] = []
+    for i in range(3):
+        producer.produce("t", f"m v={i}i", on_delivery=outcomes.append)
+    assert producer.close(0.2) == 3  # nothing listens on port 1: none confirmed
+    assert [d.ok for d in outcomes] == [False] * 3  # purged: each caller hears of its record
+    assert _librdkafka_threads() <= before
     assert producer.pending() == 0
+    with pytest.raises(KafkaError, match="closed"):
+        producer.produce("t", "m v=9i")
+    assert producer.close() == 0  # a second close does nothing
 
 
 def test_a_consumer_left_without_any_broker_starts_a_new_client(monkeypatch: pytest.MonkeyPatch) -> None:

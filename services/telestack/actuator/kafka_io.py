@@ -122,11 +122,10 @@ class AsyncProducer:
 
     def close(self, timeout_s: float = 10) -> int:
         """Flush what is queued (outcomes of finished commands), then stop; returns records left unconfirmed."""
-        left = self._producer.close(timeout_s)
-        self._stop.set()
+        self._stop.set()  # the callbacks' thread first: the producer's close serves the last ones itself
         if self._thread.is_alive():
             self._thread.join(timeout=2)
-        return left
+        return self._producer.close(timeout_s)
 
 
 class CommandLogReader:

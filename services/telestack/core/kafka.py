@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import confluent_kafka
 from confluent_kafka import KafkaException, Message, TopicPartition
@@ -293,8 +293,23 @@ class KafkaProducer:
         return left
 
     def close(self, timeout_s: float = 30) -> int:
-        """Flush on shutdown; returns the records still unconfirmed (their callbacks never fired)."""
-        return self.flush(timeout_s)
+        """Flush, then release the client; returns the records still unconfirmed after `timeout_s`.
+
+        Those are purged: their callbacks fire here, as failures. The client's threads and connections end now,
+        not at a garbage collection some time later (the client and this object refer to each other through
+        `error_cb`): a closed producer no longer reconnects to a broker that is gone, nor logs that it cannot.
+        A client is released when no thread is inside a call of it any more; calls after `close` raise
+        `KafkaError`; a second `close` does nothing.
+        """
+        if self._producer is _CLOSED:
+            return 0
+        left = self.flush(timeout_s)
+        clients = [self._producer, *self._retired]
+        self._producer, self._retired = _CLOSED, []
+        for client in clients:
+            client.purge(in_queue=True, in_flight=True)
+            client.flush(1)  # serves the purged records' callbacks
+        return left
 
     # --- the stuck-client watch (librdkafka 5301) -----------------------------------------------------------
 
@@ -345,6 +360,19 @@ class KafkaProducer:
         self._retired.append(old)
         self._failed_since = False
         self._last_delivered = self._clock()
+
+
+class _ClosedProducer:
+    """Stands for the client of a closed `KafkaProducer`: nothing queued, every call refused."""
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        raise KafkaError(f"the Kafka producer is closed (its {name} was called after close)")
+
+
+_CLOSED = cast(confluent_kafka.Producer, _ClosedProducer())
 
 
 def _base_config_of(conf: Mapping[str, Any]) -> dict[str, Any]:
