@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from telestack.demo.processes import ManagedProcess, RestartPolicy, wait_all_stopped
+from tests.polling import wait_until
 
 IGNORES_TERM = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
@@ -27,8 +28,9 @@ def test_stop_terms_then_kills(tmp_path: Path) -> None:
     for process in (polite, stubborn):
         process.start()
         assert process.pid is not None and os.getpgid(process.pid) == process.pid  # its own session
-    while "up" not in stubborn.log_tail():  # SIG_IGN installed
-        time.sleep(0.05)
+    # Both running their code (the stubborn one has SIG_IGN installed): on a loaded machine (ci43) the polite one
+    # could still be starting Python when it was sent SIGTERM, and then printed nothing.
+    wait_until(lambda: all("up" in process.log_tail() for process in (polite, stubborn)), 60, what="both processes up")
     started = time.monotonic()
     wait_all_stopped([polite, stubborn], timeout_s=1.0)
     assert time.monotonic() - started < 5
