@@ -96,11 +96,31 @@ def count_points(influx: InfluxSettings, measurement: str | None = None) -> int:
     return int(rows[0]["_value"]) if rows else 0
 
 
-def committed_offsets(kafka: KafkaSettings, group: str, topic: str, partitions: int = 3) -> dict[int, int]:
-    """The group's committed offset per partition (-1001 when none)."""
+# What a group coordinator answers for a while when it moves or loads (seen under load: NOT_COORDINATOR).
+_COORDINATOR_SETTLING = {
+    confluent_kafka.KafkaError.NOT_COORDINATOR,
+    confluent_kafka.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    confluent_kafka.KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
+def committed_offsets(
+    kafka: KafkaSettings, group: str, topic: str, partitions: int = 3, settle_s: float = 30
+) -> dict[int, int]:
+    """The group's committed offset per partition (-1001 when none); asked again while the coordinator settles."""
     consumer = confluent_kafka.Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
+    deadline = time.monotonic() + settle_s
     try:
-        committed = consumer.committed([confluent_kafka.TopicPartition(topic, p) for p in range(partitions)], 10)
+        while True:
+            try:
+                committed = consumer.committed(
+                    [confluent_kafka.TopicPartition(topic, p) for p in range(partitions)], 10
+                )
+                break
+            except confluent_kafka.KafkaException as exc:
+                if exc.args[0].code() not in _COORDINATOR_SETTLING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
     return {tp.partition: tp.offset for tp in committed}
