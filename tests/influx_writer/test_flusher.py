@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import structlog
@@ -116,3 +117,70 @@ def test_dead_letter_headers_name_the_source_and_reason() -> None:
         "source.offset": "41",
         "source.service": "influx-writer",
     }
+
+
+class GatedInflux:
+    """Writes bodies holding b"GATED" only once `gate` is set; counts the requests under way at once."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.lines: list[bytes] = []
+        self.at_once = self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def write(self, body: bytes) -> None:
+        with self._lock:
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+        try:
+            if b"GATED" in body and not self.gate.wait(10):
+                raise InfluxUnavailableError("InfluxDB answered 503: gate closed", status=503, retry_after_s=0.001)
+            with self._lock:
+                self.lines.extend(line for line in body.split(b"\n") if line)
+        finally:
+            with self._lock:
+                self.at_once -= 1
+
+
+def test_concurrent_writes_report_results_in_submission_order() -> None:
+    influx = GatedInflux()
+    flusher = Flusher(influx, FakeDlq(), Backoff(0.001, 0.002), max_in_flight=4, log=LOG, concurrency=2).start()
+    try:
+        flusher.submit(_batch([b"m GATED=1 1"]))
+        flusher.submit(_batch([b"m v=2 2"]))
+        wait_until(lambda: b"m v=2 2" in influx.lines, 10, interval_s=0.005, what="the second batch written")
+        assert influx.most_at_once == 2  # both requests were under way at once
+        assert flusher.results() == []  # written, but the batch before it is not: its offsets wait
+        assert flusher.in_flight() == 2
+        influx.gate.set()
+        results = wait_until(lambda: flusher.results(0.1) or None, 10, what="both results")
+        if len(results) == 1:
+            results += flusher.results(10)
+        assert [r.batch.records[0].value for r in results] == [b"m GATED=1 1", b"m v=2 2"]
+        assert all(r.done for r in results)
+        assert flusher.in_flight() == 0
+    finally:
+        influx.gate.set()
+        flusher.stop()
+
+
+def test_no_batch_is_done_after_one_that_was_abandoned() -> None:
+    """A later batch written while an earlier one is abandoned: storing its offsets would pass the earlier one."""
+    influx = FakeInflux()
+    gated = GatedInflux()
+
+    def write(body: bytes) -> None:
+        if b"STUCK" in body:
+            raise InfluxUnavailableError("InfluxDB answered 503: busy", status=503, retry_after_s=0.001)
+        gated.write(body)
+
+    influx.write = write  # type: ignore[method-assign]
+    flusher = Flusher(influx, FakeDlq(), Backoff(0.01, 0.01), max_in_flight=4, log=LOG, concurrency=2).start()
+    flusher.submit(_batch([b"m STUCK=1 1"]))
+    flusher.submit(_batch([b"m v=2 2"]))
+    wait_until(lambda: b"m v=2 2" in gated.lines, 10, interval_s=0.005, what="the second batch written")
+    flusher.stop()
+    results = flusher.results(5)
+    if len(results) == 1:
+        results += flusher.results(5)
+    assert [(r.batch.records[0].value, r.done) for r in results] == [(b"m STUCK=1 1", False), (b"m v=2 2", False)]

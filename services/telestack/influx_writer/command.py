@@ -39,6 +39,7 @@ def build_writer(settings: WriterSettings, log: Logger | None = None) -> WriterS
         DeadLetterQueue(producer, settings.kafka.topics.dlq),
         Backoff(options.retry_initial_ms / 1000, options.retry_max_ms / 1000),
         max_in_flight=options.max_in_flight,
+        concurrency=options.write_concurrency,
         log=log,
         sizer=write_sizer(settings, metrics),
         metrics=metrics,

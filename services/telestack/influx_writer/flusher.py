@@ -1,6 +1,8 @@
-"""The write side of the influx-writer: a thread that writes batches to InfluxDB, in order, one at a time.
+"""The write side of the influx-writer: threads that write batches to InfluxDB, `concurrency` requests at once.
 
-For each batch it returns a `FlushResult` saying whether the batch's offsets may be stored:
+For each batch it returns a `FlushResult` saying whether the batch's offsets may be stored, in the order the
+batches were submitted whatever order their writes end in (a batch's offsets are stored only once every batch
+before it is done too):
 
 - written (2xx): done;
 - 5xx, 429, timeout, connection refused: retried with capped backoff (honouring Retry-After) until it
@@ -86,7 +88,7 @@ class WriteHealth:
 
 
 class Flusher:
-    """Writes submitted batches on its own thread; results come back, in submission order, via `results`."""
+    """Writes submitted batches on `concurrency` threads; results come back, in submission order, via `results`."""
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class Flusher:
         *,
         max_in_flight: int,
         log: Logger,
+        concurrency: int = 1,
         on_done: Callable[[FlushResult], None] | None = None,
         sizer: WriteSizer | None = None,
         metrics: WriterMetrics | None = None,
@@ -110,25 +113,34 @@ class Flusher:
         self.max_in_flight = max_in_flight
         self.log = log
         self.health = WriteHealth()
-        self._inbox: queue.Queue[Batch | None] = queue.Queue()
+        self._inbox: queue.Queue[tuple[int, Batch] | None] = queue.Queue()
         self._results: queue.Queue[FlushResult] = queue.Queue()
         self._in_flight = 0
+        self._submitted = 0  # sequence number of the next batch submitted
+        self._released = 0  # ... and of the next result handed out: the ones after it wait in _finished
+        self._finished: dict[int, FlushResult] = {}
+        self._held_back = False  # a batch was not done: none after it is (see _release)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._failed = False
-        self._thread = threading.Thread(target=self._run, name="influx-flusher", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"influx-flusher-{i}", daemon=True) for i in range(concurrency)
+        ]
 
     # --- the consumer side ----------------------------------------------------------------------------
 
     def start(self) -> Flusher:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def submit(self, batch: Batch) -> None:
         with self._lock:
+            seq = self._submitted
+            self._submitted += 1
             self._in_flight += 1
             self.metrics.in_flight_batches.set(self._in_flight)
-        self._inbox.put(batch)
+        self._inbox.put((seq, batch))
 
     def full(self) -> bool:
         return self._in_flight >= self.max_in_flight
@@ -150,26 +162,46 @@ class Flusher:
     def stop(self, timeout_s: float = 5) -> None:
         """Abandon retries and end the thread; results of abandoned batches say done=False."""
         self._stop.set()
-        self._inbox.put(None)
-        self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for _ in self._threads:
+            self._inbox.put(None)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # --- the thread -----------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            batch = self._inbox.get()
-            if batch is None:
+            item = self._inbox.get()
+            if item is None:
                 return
+            seq, batch = item
             if self._stop.is_set() or self._failed:
                 result = FlushResult(batch, done=False)
             else:
                 result = self._flush(batch)
                 if result.error is not None:
                     self._failed = True  # later batches are not written: the service is stopping
-            with self._lock:
+            self._release(seq, result)
+
+    def _release(self, seq: int, result: FlushResult) -> None:
+        """Hand out `result` and those after it that were waiting for it: in submission order.
+
+        After a batch that is not done (abandoned on stop, or a fatal error) no later one is done either, even if
+        written: storing its offsets would pass the records of the one before it (written again on replay).
+        """
+        with self._lock:
+            self._finished[seq] = result
+            while self._released in self._finished:
+                ready = self._finished.pop(self._released)
+                if not ready.done:
+                    self._held_back = True
+                elif self._held_back:
+                    ready = FlushResult(ready.batch, done=False)
+                self._results.put(ready)
+                self._released += 1
                 self._in_flight -= 1
-                self.metrics.in_flight_batches.set(self._in_flight)
-            self._results.put(result)
+            self.metrics.in_flight_batches.set(self._in_flight)
 
     def _flush(self, batch: Batch) -> FlushResult:
         try:

@@ -6,9 +6,9 @@ before it, or Kafka confirmed their dead letters. A crash, a ``kill -9`` or a re
 records not yet done; since each point carries its source timestamp, a replayed point overwrites itself in
 InfluxDB instead of adding a row.
 
-Back-pressure: at most ``max_in_flight`` batches wait for InfluxDB. Past that the consumer is paused (it
-keeps polling, so it stays in the group) and resumes once a batch is done: memory stays bounded however
-long InfluxDB is down.
+Back-pressure: at most ``max_in_flight`` batches wait for InfluxDB (``write_concurrency`` of them written at
+once). Past that the consumer is paused (it keeps polling, so it stays in the group) and resumes once a batch
+is done: memory stays bounded however long InfluxDB is down.
 """
 
 from __future__ import annotations

@@ -110,7 +110,10 @@ class WriterOptions(Section):
     batch_delay_ms: int = Field(200, ge=1, description="... or when its first record is this old, ms")
     gzip_level: int = Field(1, ge=0, le=9, description="gzip level of write requests (0: no compression)")
     max_in_flight: int = Field(
-        2, ge=1, le=16, description="batches queued for or being written; past it consumption pauses"
+        8, ge=1, le=16, description="batches queued for or being written; past it consumption pauses"
+    )
+    write_concurrency: int = Field(
+        4, ge=1, le=8, description="write requests to InfluxDB at once (offsets are still stored in order)"
     )
     min_write_lines: int = Field(
         100, ge=1, description="smallest write request when InfluxDB is slow (halved from batch_lines on timeouts)"
