@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -63,6 +64,14 @@ class CheckFailed(Exception):
     pass
 
 
+# Run inside a service's container: print its /healthz body (the JSON that names each check), 200 or 503.
+HEALTHZ_BODY = (
+    "import sys, urllib.request as u, urllib.error as e\n"
+    "try:\n    print(u.urlopen(sys.argv[1], timeout=4).read().decode())\n"
+    "except e.HTTPError as x:\n    print(x.read().decode())"
+)
+
+
 class Project:
     """One compose project: its env file, its compose files, and the docker commands on it."""
 
@@ -92,6 +101,36 @@ class Project:
         if check and proc.returncode != 0:
             raise CheckFailed(f"docker compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
         return proc.stdout or ""
+
+    def up_and_wait(self, services: list[str], timeout_s: int) -> None:
+        """`docker compose up -d --wait`; if a service does not become healthy, the error says what it says."""
+        try:
+            self.compose("up", "-d", "--wait", "--wait-timeout", str(timeout_s), *services, timeout=timeout_s + 300)
+        except CheckFailed as exc:
+            raise CheckFailed(f"{exc}\nwhat the services that are not healthy say:\n{self.why_not_healthy()}") from exc
+
+    def why_not_healthy(self) -> str:
+        """For each container neither healthy nor done: its /healthz body, its last probes, its log's tail."""
+        parts = []
+        for container in self.containers():
+            state, status, service = container.get("State"), container.get("Status", ""), container["Service"]
+            if container.get("Health") == "healthy" or (state == "exited" and "Exited (0)" in status):
+                continue
+            parts.append(f"--- {service}: {status}")
+            try:
+                info = self.inspect(service)
+                test = " ".join(info["Config"].get("Healthcheck", {}).get("Test") or [])
+                url = re.search(r"http://127\.0\.0\.1:\d+/healthz", test)
+                if url and state == "running":
+                    body = self.compose("exec", "-T", service, "python", "-c", HEALTHZ_BODY, url.group(0), check=False)
+                    parts.append(f"{url.group(0)}: {body.strip()[:1500]}")
+                for probe in (info["State"].get("Health") or {}).get("Log", [])[-2:]:
+                    last = (probe["Output"].strip().splitlines() or [""])[-1]
+                    parts.append(f"probe, exit {probe['ExitCode']}: {last[-300:]}")
+            except (CheckFailed, subprocess.SubprocessError, KeyError, IndexError) as exc:
+                parts.append(f"(not inspected: {exc})")
+            parts.append(self.compose("logs", "--no-color", "--tail", "30", service, check=False, timeout=60).rstrip())
+        return "\n".join(parts) or "(every container is healthy or done now)"
 
     def services(self) -> list[str]:
         return [name for name in self.compose("config", "--services").split() if name not in SKIPPED]
@@ -359,7 +398,7 @@ def main_stack(args: argparse.Namespace, env_file: Path, figures: dict[str, Any]
         say(f"telestack image built in {figures['image_build_s']} s, rebuilt warm in {figures['image_build_warm_s']} s")
 
         started = time.monotonic()
-        project.compose("up", "-d", "--wait", "--wait-timeout", "300", *services, timeout=600)
+        project.up_and_wait(services, timeout_s=300)
         figures["up_to_healthy_s"] = round(time.monotonic() - started, 1)
         say(f"up → every service healthy in {figures['up_to_healthy_s']} s (without {', '.join(sorted(SKIPPED))})")
 
@@ -394,7 +433,7 @@ def scale_stack(args: argparse.Namespace, env_file: Path, figures: dict[str, Any
     name = f"telestack-scale-{uuid.uuid4().hex[:6]}"
     with project_up(name, env_file, ["docker-compose.yml", "docker-compose.scale.yml"], args.keep) as project:
         started = time.monotonic()
-        project.compose("up", "-d", "--wait", "--wait-timeout", "420", *project.services(), timeout=900)
+        project.up_and_wait(project.services(), timeout_s=420)
         figures["scale_up_to_healthy_s"] = round(time.monotonic() - started, 1)
         say(f"3-broker variant healthy in {figures['scale_up_to_healthy_s']} s")
         load = SequenceLoad("127.0.0.1", int(project.env["MQTT_PORT"]), LOAD_DEVICE, _load_password(project)).start()

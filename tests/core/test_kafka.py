@@ -137,7 +137,7 @@ def test_close_releases_the_client_and_fails_what_was_left() -> None:
         producer.produce("t", f"m v={i}i", on_delivery=outcomes.append)
     assert producer.close(0.2) == 3  # nothing listens on port 1: none confirmed
     assert [d.ok for d in outcomes] == [False] * 3  # purged: each caller hears of its record
-    assert _librdkafka_threads() <= before
+    wait_until(lambda: _librdkafka_threads() <= before, 10, what="the client's threads ended")
     assert producer.pending() == 0
     with pytest.raises(KafkaError, match="closed"):
         producer.produce("t", "m v=9i")
