@@ -30,7 +30,7 @@ from telestack.core.settings import InfluxSettings, KafkaSettings, MqttSettings
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
 from telestack.native.servers import KafkaServer
 from tests import leftovers
-from tests.infrastructure import choose_backend, docker_servers, native_servers
+from tests.infrastructure import choose_backend, docker_servers, native_servers, warm_kafka
 from tests.unit_tier import UnitTierGuard
 
 # Fixtures that start a server (the session's, or one of the test's own), and tools built by `make setup`:
@@ -223,6 +223,11 @@ def _servers(
     # Shown live, not captured: people should see the servers start and which versions the suite runs against.
     with capture.global_and_fixture_disabled():
         endpoints, stack = context.__enter__()
+        try:
+            warm_kafka(endpoints.kafka.bootstrap_servers)
+        except BaseException:
+            context.__exit__(None, None, None)
+            raise
         sys.stderr.write(
             f"\ntest servers ({backend}, ready in {time.monotonic() - started:.1f} s): {endpoints.versions()}\n"
         )

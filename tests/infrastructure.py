@@ -20,9 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 import httpx
 
+from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.mqtt import device_password
+from telestack.core.settings import KafkaSettings
 from telestack.native import Endpoints, InfluxEndpoint, KafkaEndpoint, MqttEndpoint, NativeStack
 from telestack.native.images import LOCAL_IMAGES
 from telestack.native.servers import free_port
@@ -204,6 +207,38 @@ def _kafka_started() -> Iterator[int]:
                 continue
             yield port
             return
+
+
+def warm_kafka(bootstrap_servers: str, timeout_s: float = 120) -> None:
+    """Load a fresh broker's coordinators before the first test uses it.
+
+    On a fresh broker the first idempotent producer waits for its producer id ("Coordinator load in progress") and
+    the first consumer group for ``__consumer_offsets``. On a loaded machine that took longer than a command's 5 s
+    wait: in ci45 two actuator tests on a worker whose servers had just started saw their first commands time out.
+    """
+    settings = KafkaSettings(bootstrap_servers=bootstrap_servers)
+    topic = "telestack-warm-up"
+    ensure_topics(settings, {topic: 1})
+    producer = KafkaProducer(settings)
+    try:
+        producer.produce(topic, b"warm-up")
+        if producer.flush(timeout_s):
+            raise RuntimeError(f"Kafka at {bootstrap_servers} did not confirm a record within {timeout_s} s")
+    finally:
+        producer.close(0)
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap_servers, "group.id": topic})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                consumer.commit(offsets=[confluent_kafka.TopicPartition(topic, 0, 1)], asynchronous=False)
+                return
+            except confluent_kafka.KafkaException:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
 
 
 def _wait_for_influx(container: Any, timeout_s: float = 120) -> str:

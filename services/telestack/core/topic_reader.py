@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import confluent_kafka
 from confluent_kafka import KafkaException, TopicPartition
@@ -46,27 +46,56 @@ def reader_consumer(
     return confluent_kafka.Consumer(conf)
 
 
+T = TypeVar("T")
+
+# What a partition answers for a moment after its topic was created or its leader moved (ci45, on a loaded
+# machine: "Failed to get watermark offsets: Broker: Not leader for partition" for a topic created just before).
+_LEADER_SETTLING = {
+    confluent_kafka.KafkaError.NOT_LEADER_FOR_PARTITION,
+    confluent_kafka.KafkaError.LEADER_NOT_AVAILABLE,
+}
+
+
+def _settled(ask: Callable[[], T], deadline: float) -> T:
+    """`ask()`, asked again every 0.2 s until `deadline` (monotonic) while the partition's leader settles."""
+    while True:
+        try:
+            return ask()
+        except KafkaException as exc:
+            if exc.args[0].code() not in _LEADER_SETTLING or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
+
+
 def assign_from(
     consumer: confluent_kafka.Consumer, topic: str, since_ms: int | None = None, timeout_s: float = 10
 ) -> dict[int, int]:
     """Assign every partition of `topic` from its beginning (or from the first record at or after `since_ms`);
     returns partition → high watermark now, for the partitions that have records to read.
 
-    Raises `TopicNotFound`, or `KafkaException` when Kafka does not answer.
+    Raises `TopicNotFound`, or `KafkaException` when Kafka does not answer (a partition whose leader is settling,
+    as for a moment after its topic was created, is asked again until `timeout_s`).
     """
     metadata = consumer.list_topics(topic, timeout=timeout_s)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         raise TopicNotFound(f"topic {topic} not found: {None if found is None else found.error}")
     partitions = sorted(found.partitions)
+    deadline = time.monotonic() + timeout_s
     if since_ms is None:
         starts = [TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in partitions]
     else:
-        starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout=timeout_s)
+        asked = [TopicPartition(topic, p, since_ms) for p in partitions]
+        starts = _settled(lambda: consumer.offsets_for_times(asked, timeout=timeout_s), deadline)
     ends: dict[int, int] = {}
     assignment = []
     for tp in starts:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=timeout_s)
+        at = TopicPartition(topic, tp.partition)
+
+        def watermarks(at: TopicPartition = at) -> tuple[int, int]:
+            return consumer.get_watermark_offsets(at, timeout=timeout_s)
+
+        low, high = _settled(watermarks, deadline)
         start = tp.offset
         if start == confluent_kafka.OFFSET_BEGINNING:
             start = low
