@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # make test: the suite on N xdist workers, each with its own servers, the whole-stack modules in two groups each taking
-# turns on one of them (tests/conftest.py), the compose check beside: 9-19 min warm on 2 cores (0: one process)
+# turns on one of them (tests/conftest.py), then the compose check (0: one process)
 TEST_WORKERS ?= 3
 export TELESTACK_CACHE ?= $(HOME)/.cache/telestack
 SCRIPTS := services/telestack/native/scripts
@@ -44,21 +44,17 @@ images-local: servers ## stand-ins for the official images, built from the nativ
 
 setup: venv servers images-local ## everything the tests need: servers, tools, engine and images
 
-test: ## install what is missing, start an engine and the servers, run the whole suite and, beside it, the compose check
+test: ## install what is missing, start an engine and the servers, run the whole suite, then the compose check
 	@t0=$$(date +%s); \
 	$(MAKE) --no-print-directory setup || exit $$?; \
 	export DOCKER_HOST=$$(bash $(SCRIPTS)/docker-engine.sh up 2>/dev/null) TELESTACK_TEST_IMAGES=local; \
-	t1=$$(date +%s); mkdir -p .native; check=; checked="not run (NO_COMPOSE_CHECK)"; \
-	if [ -z "$(NO_COMPOSE_CHECK)" ]; then \
-		echo "[make test] the compose check runs beside the suite (progress: .native/compose-check.log)"; \
-		$(VENV)/bin/python -m tests.compose_check --images local > .native/compose-check.log 2>&1 & check=$$!; \
-		trap 'kill -TERM $$check 2>/dev/null; wait $$check; exit 130' INT TERM; \
-	fi; \
+	t1=$$(date +%s); mkdir -p .native; checked="not run (NO_COMPOSE_CHECK)"; \
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS); status=$$?; \
 	t2=$$(date +%s); \
-	if [ -n "$$check" ]; then \
-		wait $$check; check_status=$$?; cat .native/compose-check.log; \
-		checked="took $$(( $$(stat -c %Y .native/compose-check.log) - t1 )) s beside the suite"; \
+	if [ -z "$(NO_COMPOSE_CHECK)" ]; then \
+		echo "[make test] the compose check, after the suite (its log: .native/compose-check.log)"; \
+		$(VENV)/bin/python -m tests.compose_check --images local 2>&1 | tee .native/compose-check.log; \
+		check_status=$${PIPESTATUS[0]}; checked="took $$(( $$(date +%s) - t2 )) s after the suite"; \
 		[ $$check_status -eq 0 ] || { echo "[make test] the compose check FAILED (above)"; status=1; }; \
 	fi; \
 	echo "[make test] setup took $$((t1 - t0)) s, tests took $$((t2 - t1)) s, compose check $$checked"; \
