@@ -466,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scale", action="store_true", help="skip the 3-broker variant")
     parser.add_argument("--keep", action="store_true", help="leave the projects running (to look around)")
     args = parser.parse_args(argv)
-    # `make test` runs this beside the suite and stops it with SIGTERM when the suite is interrupted: the projects'
-    # `docker compose down -v` (in `finally`) must still run.
+    # Stopped with SIGTERM (a CI runner, `kill`) or Ctrl-C, the projects' `docker compose down -v` (in `finally`)
+    # must still run.
     signal.signal(signal.SIGTERM, _stop)
     figures: dict[str, Any] = {"passed": False}
     with tempfile.TemporaryDirectory(prefix="telestack-compose-check-") as tmp:
