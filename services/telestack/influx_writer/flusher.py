@@ -160,7 +160,7 @@ class Flusher:
         return out
 
     def stop(self, timeout_s: float = 5) -> None:
-        """Abandon retries and end the thread; results of abandoned batches say done=False."""
+        """Abandon retries and end the threads; results of abandoned batches say done=False."""
         self._stop.set()
         deadline = time.monotonic() + timeout_s
         for _ in self._threads:
