@@ -162,6 +162,7 @@ class Tokens:
     revoked: str
 
 
+ACK_WAIT_S = 15.0  # how long a test waits for a command's ack (the command times out after that)
 ANY = IngestGrant(measurements=("*",), devices=("*",))
 
 
@@ -238,8 +239,10 @@ class ActuatorFactory:
             "devices_file": self.tmp_path / "devices.yaml",
             "tokens_file": self.tmp_path / "tokens.json",
             "mqtt_client_id": f"actuator-{self.unique}-{len(self.running)}",
-            "command_timeout_s": 5.0,
-            "max_wait_s": 10.0,
+            # A device's ack may take seconds on a loaded machine (ci47: an ack through Kafka missed 5 s): tests
+            # that check acks wait up to ACK_WAIT_S; those that check time-outs set a short one.
+            "command_timeout_s": ACK_WAIT_S,
+            "max_wait_s": ACK_WAIT_S + 5,
             "replay_timeout_s": 20.0,
             "ui_wait_s": 5.0,
             "rate_limit_per_s": 0.0,

@@ -12,7 +12,7 @@ from telestack.core.kafka import KafkaProducer
 from telestack.core.settings import KafkaSettings
 from telestack.mqtt_bridge.acks import ack_record
 from telestack.native import KafkaEndpoint
-from tests.actuator.conftest import ActuatorFactory, FakeDevice, RunningActuator, events, read_topic
+from tests.actuator.conftest import ACK_WAIT_S, ActuatorFactory, FakeDevice, RunningActuator, events, read_topic
 from tests.polling import wait_until
 
 
@@ -36,7 +36,8 @@ def test_a_command_is_acked_and_in_the_audit_trail(
     plug = fake_device(actuator.devices.plug)
     client = actuator.client(actuator.tokens.plugs)
 
-    response = client.post(f"/v1/devices/{plug.device_id}/commands", params={"wait": 5}, json={"command": "on"})
+    url = f"/v1/devices/{plug.device_id}/commands"
+    response = client.post(url, params={"wait": ACK_WAIT_S}, json={"command": "on"})
 
     assert response.status_code == 202, response.text
     body = response.json()
@@ -102,9 +103,9 @@ def test_the_idempotency_key_prevents_a_double_switch(
     url = f"/v1/devices/{plug.device_id}/commands"
     key = {"Idempotency-Key": f"grafana-{uuid.uuid4()}"}
 
-    first = client.post(url, params={"wait": 5}, json={"command": "toggle"}, headers=key)
+    first = client.post(url, params={"wait": ACK_WAIT_S}, json={"command": "toggle"}, headers=key)
     # A retry (the response was lost), then three concurrent retries: none may toggle again.
-    second = client.post(url, params={"wait": 5}, json={"command": "toggle"}, headers=key)
+    second = client.post(url, params={"wait": ACK_WAIT_S}, json={"command": "toggle"}, headers=key)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         others = list(pool.map(lambda _: client.post(url, json={"command": "toggle"}, headers=key), range(3)))
 
@@ -120,7 +121,7 @@ def test_the_idempotency_key_prevents_a_double_switch(
 
     # Keys belong to a token: another caller's same key is another command.
     admin = actuator.client(actuator.tokens.admin)
-    assert admin.post(url, params={"wait": 5}, json={"command": "toggle"}, headers=key).status_code == 202
+    assert admin.post(url, params={"wait": ACK_WAIT_S}, json={"command": "toggle"}, headers=key).status_code == 202
     assert len(plug.commands()) == 2
 
 
@@ -143,7 +144,7 @@ def test_acks_forwarded_by_the_bridge_through_kafka_are_enough(
     )
     assert producer.flush(10) == 0
 
-    final = client.get(f"/v1/commands/{issued['id']}", params={"wait": 5}).json()
+    final = client.get(f"/v1/commands/{issued['id']}", params={"wait": ACK_WAIT_S}).json()
     assert final["state"] == "acked"
     assert final["device_state"] == {"relay": True}
 
@@ -319,7 +320,8 @@ def test_commands_survive_a_restart(actuators: ActuatorFactory, fake_device: Cal
     plug = fake_device(first.devices.plug)
     key = {"Idempotency-Key": str(uuid.uuid4())}
     url = f"/v1/devices/{plug.device_id}/commands"
-    issued = first.client(first.tokens.plugs).post(url, params={"wait": 5}, json={"command": "toggle"}, headers=key)
+    plugs = first.client(first.tokens.plugs)
+    issued = plugs.post(url, params={"wait": ACK_WAIT_S}, json={"command": "toggle"}, headers=key)
     assert issued.json()["state"] == "acked"
     # A silent device's command is left in flight when the actuator stops...
     mute = fake_device(first.devices.mute, mode="silent")
@@ -334,7 +336,7 @@ def test_commands_survive_a_restart(actuators: ActuatorFactory, fake_device: Cal
     assert len(plug.commands()) == 1
     # ...and the new process times it out, as the old one would have.
     admin = second.client(second.tokens.admin)
-    final = admin.get(f"/v1/commands/{in_flight.json()['id']}", params={"wait": 8}).json()
+    final = admin.get(f"/v1/commands/{in_flight.json()['id']}", params={"wait": ACK_WAIT_S + 5}).json()
     assert final["state"] == "timed_out"
 
 

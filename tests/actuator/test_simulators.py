@@ -19,7 +19,7 @@ from telestack.native import KafkaEndpoint, MqttEndpoint
 from telestack.simulators.fermenters import Fermenter
 from telestack.simulators.mqtt_device import DeviceFleet
 from telestack.simulators.smart_plug import SmartPlug
-from tests.actuator.conftest import ActuatorFactory, RunningActuator, events, mqtt_settings_of, read_topic
+from tests.actuator.conftest import ACK_WAIT_S, ActuatorFactory, RunningActuator, events, mqtt_settings_of, read_topic
 from tests.harness import RunningService
 from tests.polling import wait_until
 
@@ -83,7 +83,7 @@ def stack(
     bridge = RunningService(BridgeService(bridge_settings, rules))
     wait_until(lambda: bridge.service.bridge.subscribed, 20, what="the bridge subscribed")
     try:
-        yield Stack(actuators.start(ack_source="kafka", command_timeout_s=8), plug_id, fermenter_id, fleet)
+        yield Stack(actuators.start(ack_source="kafka"), plug_id, fermenter_id, fleet)
     finally:
         bridge.stop(30)
 
@@ -92,19 +92,21 @@ def test_the_simulated_plug_and_fermenter_obey_through_the_whole_stack(stack: St
     actuator, plug, fermenter = stack.actuator, stack.plug, stack.fermenter
     client = actuator.client(actuator.tokens.admin)
 
-    on = client.post(f"/v1/devices/{plug}/commands?wait=8", json={"command": "on"}).json()
+    on = client.post(f"/v1/devices/{plug}/commands?wait={ACK_WAIT_S}", json={"command": "on"}).json()
     assert on["state"] == "acked", on
     assert on["device_state"]["relay"] is True and on["device_state"]["power_w"] > 0
 
-    toggled = client.post(f"/v1/devices/{plug}/commands?wait=8", json={"command": "toggle"}).json()
+    toggled = client.post(f"/v1/devices/{plug}/commands?wait={ACK_WAIT_S}", json={"command": "toggle"}).json()
     assert toggled["state"] == "acked" and toggled["device_state"] == {"relay": False, "power_w": 0.0}
 
     setpoint = client.post(
-        f"/v1/devices/{fermenter}/commands?wait=8", json={"command": "set_setpoint", "args": {"celsius": 12.5}}
+        f"/v1/devices/{fermenter}/commands",
+        params={"wait": ACK_WAIT_S},
+        json={"command": "set_setpoint", "args": {"celsius": 12.5}},
     ).json()
     assert setpoint["state"] == "acked" and setpoint["device_state"]["setpoint"] == 12.5
 
-    refused = client.post(f"/v1/devices/{plug}/commands?wait=8", json={"command": "blink"}).json()
+    refused = client.post(f"/v1/devices/{plug}/commands?wait={ACK_WAIT_S}", json={"command": "blink"}).json()
     assert refused["state"] == "failed" and "unknown command 'blink'" in refused["reason"]
 
     # Out of the registry's bounds: refused before anything reaches the device (the simulator would take 35).

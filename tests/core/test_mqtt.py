@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import uuid
 
 import paho.mqtt.client as paho
@@ -11,7 +12,19 @@ from pydantic import SecretStr
 
 from telestack.core.mqtt import MqttError, connect, make_client
 from telestack.core.settings import MqttSettings
-from tests.polling import wait_until
+
+
+def subscribe(client: paho.Client, topic: str) -> None:
+    """Subscribe at QoS 1 and wait for the broker's SUBACK: a message published before it is not delivered.
+
+    ci47: publishing right after `subscribe()` lost the race on a loaded machine (the SUBSCRIBE still in the
+    subscriber's network thread), and the QoS 1 round trip's message never came.
+    """
+    granted = threading.Event()
+    client.on_subscribe = lambda *args: granted.set()
+    result, _ = client.subscribe(topic, qos=1)
+    assert result == paho.MQTT_ERR_SUCCESS
+    assert granted.wait(30), f"no SUBACK for {topic} within 30 s"
 
 
 def test_qos1_publish_subscribe(mqtt_settings: MqttSettings, mqtt_prefix: str) -> None:
@@ -19,11 +32,10 @@ def test_qos1_publish_subscribe(mqtt_settings: MqttSettings, mqtt_prefix: str) -
     sub = make_client(mqtt_settings, client_id=f"sub-{uuid.uuid4().hex[:6]}")
     sub.on_message = lambda client, userdata, msg: received.put(msg)
     connect(sub, mqtt_settings)
-    sub.subscribe(f"{mqtt_prefix}/#", qos=1)
+    subscribe(sub, f"{mqtt_prefix}/#")
     pub = make_client(mqtt_settings, client_id=f"pub-{uuid.uuid4().hex[:6]}")
     connect(pub, mqtt_settings)
     try:
-        wait_until(lambda: sub.is_connected(), what="subscriber connected")
         info = pub.publish(f"{mqtt_prefix}/f1/temperature", "18.5", qos=1)
         info.wait_for_publish(10)
         msg = received.get(timeout=10)
@@ -40,9 +52,7 @@ def test_persistent_session_keeps_messages_while_subscriber_is_away(
     client_id = f"persistent-{uuid.uuid4().hex[:6]}"
     sub = make_client(mqtt_settings, client_id=client_id)
     connect(sub, mqtt_settings, persistent=True)
-    result, _ = sub.subscribe(f"{mqtt_prefix}/#", qos=1)
-    assert result == paho.MQTT_ERR_SUCCESS
-    wait_until(lambda: sub.is_connected())
+    subscribe(sub, f"{mqtt_prefix}/#")
     sub.disconnect()
     sub.loop_stop()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.polling import wait_until
+from tests.polling import wait_until, wait_while_progressing
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,8 @@ class Demo:
             assert self.proc.poll() is None, f"demo up exited with {self.proc.returncode}:\n{self.text}"
             return "telestack demo is running" in self.text
 
-        wait_until(running, timeout_s=90, interval_s=0.5, what="demo up")
+        # `demo up` prints each step as it goes: it may take long on a loaded machine while it keeps going.
+        wait_while_progressing(running, lambda: len(self.output), stall_s=90, limit_s=240, what="demo up")
 
     def down(self) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+import threading
 
 from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import Point
@@ -59,23 +59,44 @@ def test_tail_follows_the_telemetry_topic(kafka: KafkaEndpoint, kafka_settings: 
         "TELESTACK_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "TELESTACK_KAFKA__TOPICS__TELEMETRY": topic,
     }
+    before = KafkaProducer(kafka_settings)  # written before tail started: not shown
+    before.produce(topic, "fermenter,device=f0 temperature=1", key="f0")
+    assert before.close() == 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "telestack", "tail", "--duration", "8", "-m", "fermenter"],
+        [sys.executable, "-m", "telestack", "tail", "--duration", "10", "-m", "fermenter"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)  # tail reads from the newest records: give it time to join the topic
+    # tail reads what is written once it follows the topic, and says so on stderr (ci47: a guessed 4 s to join a
+    # consumer group was too short on a loaded machine, and the records came before it read).
+    said: list[str] = []
+    following = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr or ():
+            said.append(line)
+            if "following" in line:
+                following.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    if not following.wait(60):
+        proc.kill()
+        raise AssertionError(f"tail did not say it follows {topic} within 60 s: {''.join(said)}")
+    assert any(f"following {topic} (" in line for line in said), said
     producer = KafkaProducer(kafka_settings)
     for value in (17.5, 18.25):
         producer.produce(topic, f"fermenter,device=f7 temperature={value},cooling=true", key="f7")
         producer.produce(topic, "plug,device=p1 power=3", key="p1")
         producer.flush()
     producer.close()
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    proc.wait(timeout=30)  # --duration ends it; its output is one small table, printed at the end
+    reader.join(10)
+    out = proc.stdout.read() if proc.stdout else ""
+    assert proc.returncode == 0, "".join(said)
     rows = [line for line in out.splitlines() if line.startswith("fermenter")]
     assert len(rows) == 1, out
     assert "device=f7" in rows[0] and "temperature=18.25" in rows[0] and "cooling=true" in rows[0]
-    assert "plug" not in out
+    assert "plug" not in out and "device=f0" not in out

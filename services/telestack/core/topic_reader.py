@@ -68,10 +68,16 @@ def _settled(ask: Callable[[], T], deadline: float) -> T:
 
 
 def assign_from(
-    consumer: confluent_kafka.Consumer, topic: str, since_ms: int | None = None, timeout_s: float = 10
+    consumer: confluent_kafka.Consumer,
+    topic: str,
+    since_ms: int | None = None,
+    timeout_s: float = 10,
+    *,
+    from_end: bool = False,
 ) -> dict[int, int]:
-    """Assign every partition of `topic` from its beginning (or from the first record at or after `since_ms`);
-    returns partition → high watermark now, for the partitions that have records to read.
+    """Assign every partition of `topic` from its beginning (or from the first record at or after `since_ms`, or
+    with `from_end` from its end: only records written after the call are read); returns partition → high
+    watermark now, for the partitions that have records to read.
 
     Raises `TopicNotFound`, or `KafkaException` when Kafka does not answer (a partition whose leader is settling,
     as for a moment after its topic was created, is asked again until `timeout_s`).
@@ -82,8 +88,9 @@ def assign_from(
         raise TopicNotFound(f"topic {topic} not found: {None if found is None else found.error}")
     partitions = sorted(found.partitions)
     deadline = time.monotonic() + timeout_s
-    if since_ms is None:
-        starts = [TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in partitions]
+    if from_end or since_ms is None:
+        start_at = confluent_kafka.OFFSET_END if from_end else confluent_kafka.OFFSET_BEGINNING
+        starts = [TopicPartition(topic, p, start_at) for p in partitions]
     else:
         asked = [TopicPartition(topic, p, since_ms) for p in partitions]
         starts = _settled(lambda: consumer.offsets_for_times(asked, timeout=timeout_s), deadline)
@@ -100,7 +107,7 @@ def assign_from(
         if start == confluent_kafka.OFFSET_BEGINNING:
             start = low
         elif start < 0:
-            start = high  # -1 from offsets_for_times: nothing that recent
+            start = high  # the end; or -1 from offsets_for_times: nothing that recent
         if start < high:
             ends[tp.partition] = high
         assignment.append(TopicPartition(topic, tp.partition, start))

@@ -1,8 +1,8 @@
 """``telestack tail``: the latest value of every series, live in the terminal, from Kafka ``telemetry``.
 
 For people without Grafana: one row per series (measurement and tags), its fields' latest values and their
-age, redrawn every second. It reads the topic with a throw-away consumer group from the newest records
-(it never commits, so it takes nothing from the services)::
+age, redrawn every second. It reads every partition of the topic from its end, in no consumer group (it joins
+none and commits nothing, so it takes nothing from the services); it says on stderr once it follows the topic::
 
     telestack tail                                   # everything
     telestack tail -m fermenter -m plug              # some measurements (globs work: -m 'Bms*')
@@ -17,19 +17,20 @@ import fnmatch
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from confluent_kafka import KafkaException
 from pydantic import Field
 
 from telestack.core.cli import add_settings_arguments, settings_from_args
-from telestack.core.errors import ConfigError, LineProtocolError
-from telestack.core.kafka import KafkaConsumer
+from telestack.core.errors import ConfigError, KafkaError, LineProtocolError
+from telestack.core.kafka import Record
 from telestack.core.lineproto import FieldValue, Point, iter_lines, parse_line
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings, TelestackSettings
+from telestack.core.topic_reader import assign_from, reader_consumer
 
 __all__ = ["LatestValues", "SeriesFilter", "TailSettings", "configure", "run"]
 
@@ -192,8 +193,47 @@ def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return settings.model_copy(update={"bootstrap_servers": Endpoints.load(path).kafka.bootstrap_servers})
 
 
+class TopicEnd:
+    """Every partition of a topic, from its end at the start: records written after it, in no consumer group.
+
+    There is no group to join, so nothing to wait for: what is written once the constructor returned is read (a
+    consumer group reading "from the latest" took seconds to join, and missed what came meanwhile: ci47).
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, timeout_s: float = 30) -> None:
+        self.errors: list[str] = []
+        try:
+            self._consumer = reader_consumer(settings, "tail", error_cb=lambda err: self.errors.append(str(err)))
+        except KafkaException as exc:
+            raise KafkaError(f"cannot read {topic}: {exc}") from exc
+        try:
+            assign_from(self._consumer, topic, timeout_s=timeout_s, from_end=True)
+            self.partitions = len(self._consumer.assignment())
+        except KafkaException as exc:
+            self._consumer.close()
+            raise KafkaError(f"cannot read {topic} (is Kafka at {settings.bootstrap_servers}?): {exc}") from exc
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def consume(self, max_records: int, timeout_s: float) -> list[Record]:
+        records = []
+        for message in self._consumer.consume(max_records, timeout_s):
+            err = message.error()
+            if err is None:
+                records.append(Record.from_message(message))
+            elif err.fatal():
+                raise KafkaError(f"reading {message.topic()}: {err}")
+            else:
+                self.errors.append(str(err))
+        return records
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def follow(
-    consumer: KafkaConsumer,
+    consumer: TopicEnd,
     latest: LatestValues,
     shutdown: Shutdown,
     out: TextIO,
@@ -228,13 +268,10 @@ def _draw(out: TextIO, latest: LatestValues, *, clear: bool) -> None:
 
 
 def _run_consumer(settings: KafkaSettings, args: argparse.Namespace, shutdown: Shutdown) -> None:
-    # A group of its own, from the newest records, never committed: tail takes nothing from anyone.
-    consumer = KafkaConsumer(
-        settings,
-        f"telestack-tail-{uuid.uuid4().hex[:8]}",
-        [settings.topics.telemetry],
-        config={"auto.offset.reset": "latest", "enable.auto.commit": False},
-    )
+    topic = settings.topics.telemetry
+    consumer = TopicEnd(settings, topic)
+    sys.stderr.write(f"telestack tail: following {topic} ({consumer.partitions} partitions) from its newest records\n")
+    sys.stderr.flush()
     try:
         follow(
             consumer,
