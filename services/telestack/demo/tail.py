@@ -13,6 +13,7 @@ none and commits nothing, so it takes nothing from the services); it says on std
 from __future__ import annotations
 
 import argparse
+import collections
 import fnmatch
 import shutil
 import sys
@@ -201,7 +202,7 @@ class TopicEnd:
     """
 
     def __init__(self, settings: KafkaSettings, topic: str, timeout_s: float = 30) -> None:
-        self.errors: list[str] = []
+        self.errors: collections.deque[str] = collections.deque(maxlen=20)  # the last ones: tail may run for days
         try:
             self._consumer = reader_consumer(settings, "tail", error_cb=lambda err: self.errors.append(str(err)))
         except KafkaException as exc:
