@@ -68,7 +68,14 @@ class Collector:
             self.poll()
             return condition()
 
-        wait_until(check, timeout_s=timeout_s, interval_s=0.01, what=what or "records in Kafka")
+        try:
+            wait_until(check, timeout_s=timeout_s, interval_s=0.01, what=what or "records in Kafka")
+        except pytest.fail.Exception as exc:  # say how far it got (ci54 said only "last value: False")
+            read = {topic: len(records) for topic, records in self.records.items()}
+            pytest.fail(
+                f"{exc}; read so far: {read}; assigned: {sorted(self.consumer.assignment)}; "
+                f"last Kafka error: {self.consumer.last_error}"
+            )
 
     def close(self) -> None:
         self.consumer.close()
