@@ -112,10 +112,12 @@ def test_full_local_queue_waits_then_reports_undeliverable(unique: str) -> None:
             producer.produce("t", f"m v={i}i", on_delivery=failed.append)
         with pytest.raises(DeliveryError, match="queue stayed full"):
             producer.produce("t", "m v=6i", block_s=0.3)
-        producer.flush(5)
+        # flush's own count, not pending() read afterwards: librdkafka counts the error events of the refused
+        # reconnects (every ~50 ms here) as pending until served, and one queued between the two calls made
+        # pending() 1 (ci61).
+        assert producer.flush(5) == 0
         assert len(failed) == 5
         assert all(not d.ok for d in failed)
-        assert producer.pending() == 0
     finally:
         producer.close(0)
 
