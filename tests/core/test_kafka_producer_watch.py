@@ -49,6 +49,7 @@ class FakeClient:
         self.answers = FakeClient.answers_by_default  # list_topics succeeds
         self.delivers = True  # poll confirms what is queued
         self.purged = False
+        self.events = 0  # error events queued beside the records (librdkafka counts both in len())
         FakeClient.created.append(self)
 
     def produce(self, topic: str, *, key: Any = None, value: Any = None, on_delivery: Any = None, **_: Any) -> None:
@@ -68,7 +69,7 @@ class FakeClient:
         return len(self.queue)
 
     def __len__(self) -> int:
-        return len(self.queue)
+        return len(self.queue) + self.events
 
     def list_topics(self, timeout: float = -1) -> object:
         if not self.answers:
@@ -166,6 +167,30 @@ def test_an_idle_producer_is_never_stuck(fake_clients: type[FakeClient]) -> None
     producer = KafkaProducer(KafkaSettings(bootstrap_servers="127.0.0.1:9"), clock=clock)
     fake_clients.created[-1].answers = False
     for _ in range(5):
+        clock.now += 10 * core_kafka.PRODUCER_STUCK_AFTER_S
+        producer.poll(0)
+    assert producer.replacements == 0 and len(fake_clients.created) == 1
+
+
+def test_pending_counts_records_not_the_clients_error_events(fake_clients: type[FakeClient]) -> None:
+    """ci61: against a dead broker librdkafka queued one error event per refused reconnect, and len(client) rose
+    2 -> 9 in 2 s with no record queued. pending() and flush() count records until their callback has run."""
+    clock = Clock()
+    producer = KafkaProducer(KafkaSettings(bootstrap_servers="127.0.0.1:9"), clock=clock)
+    client = fake_clients.created[-1]
+    client.delivers = False
+    client.events = 7
+    outcomes: list[Delivery] = []
+    for i in range(3):
+        producer.produce("telemetry", f"m seq={i}i", on_delivery=outcomes.append)
+    assert producer.pending() == 3 and len(client) == 10
+    assert producer.flush(0) == 3
+    client.delivers = True
+    assert producer.flush(0) == 0 and len(outcomes) == 3
+    assert producer.pending() == 0 and len(client) == 7  # the events alone are not records
+
+    client.answers = False
+    for _ in range(5):  # nothing waits but events: not a stuck client, and no probe
         clock.now += 10 * core_kafka.PRODUCER_STUCK_AFTER_S
         producer.poll(0)
     assert producer.replacements == 0 and len(fake_clients.created) == 1

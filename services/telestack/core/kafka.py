@@ -211,6 +211,11 @@ class KafkaProducer:
         self._failed_since = False  # a delivery failed since the last success
         self._stuck_after_s = PRODUCER_STUCK_AFTER_S
         self._next_watch = 0.0
+        # Records queued and not yet reported (a delivery callback, success or failure, reports one). Not
+        # len(client): librdkafka counts its unserved error events there too, and against a dead broker those
+        # grow by one per refused reconnect with no record queued. Produce and callbacks may run on two threads.
+        self._unreported = 0
+        self._count_lock = threading.Lock()
         try:
             self._producer = confluent_kafka.Producer(conf)
         except KafkaException as exc:
@@ -224,6 +229,8 @@ class KafkaProducer:
             self._on_error(self.last_error)
 
     def _on_delivery(self, err: Any, msg: Message) -> None:
+        with self._count_lock:
+            self._unreported -= 1
         if err is None:
             self._last_delivered = self._clock()
             self._failed_since = False
@@ -258,7 +265,6 @@ class KafkaProducer:
         while True:
             try:
                 self._producer.produce(topic, **kwargs)
-                break
             except BufferError:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise DeliveryError(
@@ -270,6 +276,10 @@ class KafkaProducer:
                 if exc.args and _rejected(exc.args[0]):
                     raise RecordRejected(f"Kafka refuses the record for {topic}: {exc}") from exc
                 raise KafkaError(f"cannot produce to {topic}: {exc}") from exc
+            else:
+                with self._count_lock:
+                    self._unreported += 1
+                break
         if poll:
             self._producer.poll(0)
         self._watch()
@@ -281,16 +291,16 @@ class KafkaProducer:
         return served
 
     def pending(self) -> int:
-        """Records queued locally or in flight, not yet confirmed."""
-        return len(self._producer) + sum(len(old) for old in self._retired)
+        """Records queued locally or in flight whose delivery callback has not run yet."""
+        return max(self._unreported, 0)  # a callback on another thread may run before produce counts its record
 
     def flush(self, timeout_s: float = 30) -> int:
         """Wait until every queued record is confirmed or failed; returns how many are still pending."""
         self._watch()
-        left = int(self._producer.flush(timeout_s))
+        self._producer.flush(timeout_s)
         for old in self._retired:
-            left += int(old.flush(0))
-        return left
+            old.flush(0)
+        return self.pending()
 
     def close(self, timeout_s: float = 30) -> int:
         """Flush, then release the client; returns the records still unconfirmed after `timeout_s`.
@@ -309,6 +319,8 @@ class KafkaProducer:
         for client in clients:
             client.purge(in_queue=True, in_flight=True)
             client.flush(1)  # serves the purged records' callbacks
+        with self._count_lock:
+            self._unreported = 0  # what was left is `left`; a closed producer holds nothing
         return left
 
     # --- the stuck-client watch (librdkafka 5301) -----------------------------------------------------------
@@ -322,7 +334,7 @@ class KafkaProducer:
             for old in self._retired:
                 old.poll(0)  # the purged records' failure callbacks
             self._retired = [old for old in self._retired if len(old)]
-        if not len(self._producer) and not self._failed_since:
+        if not self.pending() and not self._failed_since:
             self._last_delivered = now  # nothing waiting: not stuck
             return
         if now - self._last_delivered < self._stuck_after_s:
