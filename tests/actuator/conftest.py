@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import confluent_kafka
 import httpx
 import paho.mqtt.client as mqtt_client
 import pytest
@@ -25,11 +24,11 @@ from telestack.actuator.service import ActuatorService
 from telestack.actuator.settings import ActuatorOptions, ActuatorSettings
 from telestack.actuator.tokens import IngestGrant, TokenStore
 from telestack.core.commands import DeviceAck, DeviceCommand
-from telestack.core.kafka import ensure_topics
+from telestack.core.kafka import Record, ensure_topics
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
-from telestack.core.topic_reader import assign_from, reader_consumer
 from telestack.native import KafkaEndpoint, MqttEndpoint
 from telestack.simulators.mqtt_device import DeviceFleet, SimulatedDevice
+from tests import kafka_reader
 from tests.harness import RunningService
 
 # --- fake devices ------------------------------------------------------------------------------------------
@@ -298,32 +297,15 @@ def actuator(actuators: ActuatorFactory) -> RunningActuator:
 
 
 def read_topic(
-    kafka: KafkaEndpoint,
-    topic: str,
-    until: Callable[[list[confluent_kafka.Message]], bool],
-    timeout_s: float = 20,
-) -> list[confluent_kafka.Message]:
+    kafka: KafkaEndpoint, topic: str, until: Callable[[list[Record]], object], timeout_s: float = 20
+) -> list[Record]:
     """Every record of `topic` from the start, until `until(records)` holds (or the timeout: then fail).
 
-    The partitions are assigned, as the actuator's own reader does (`telestack.core.topic_reader`): no consumer
-    group to join. A group's first join waits for Kafka's group coordinator, and in ci30, on a loaded machine, that
-    ("Coordinator load in progress") outlasted the timeout: 0 records read, the command's events already there.
+    Read in no consumer group (`tests.kafka_reader`): in ci30, on a loaded machine, a group's first join outlasted
+    the timeout (0 records read, the command's events already there).
     """
-    consumer = reader_consumer(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), "test-reader")
-    records: list[confluent_kafka.Message] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        assign_from(consumer, topic, timeout_s=timeout_s)
-        while not until(records):
-            if time.monotonic() > deadline:
-                pytest.fail(f"{topic}: condition not met within {timeout_s} s; read {len(records)} records")
-            for msg in consumer.consume(100, 0.5):
-                if msg.error() is None:
-                    records.append(msg)
-    finally:
-        consumer.close()
-    return records
+    return kafka_reader.read_topic(KafkaSettings(bootstrap_servers=kafka.bootstrap_servers), topic, until, timeout_s)
 
 
-def events(records: list[confluent_kafka.Message]) -> list[dict[str, Any]]:
-    return [json.loads(msg.value() or b"null") for msg in records]
+def events(records: list[Record]) -> list[dict[str, Any]]:
+    return [json.loads(record.value or b"null") for record in records]

@@ -15,13 +15,14 @@ import httpx
 import pytest
 
 from telestack.alerting.expected import partition_of
-from telestack.core.kafka import KafkaConsumer, KafkaProducer, ensure_topics
+from telestack.core.kafka import KafkaProducer, ensure_topics
 from telestack.core.lineproto import Point, format_point
 from telestack.core.settings import KafkaSettings
 from telestack.native import Endpoints
 from telestack.native.servers import free_port
 from tests.alerting.conftest import HttpReceiver
 from tests.alerting.test_restart import SETTINGS, Service, create_service_topics
+from tests.kafka_reader import read_topic
 from tests.polling import wait_until
 
 NODATA_RULES = """\
@@ -132,17 +133,8 @@ def test_a_never_seen_expected_device_raises_no_data_survives_restarts_and_resol
     assert fired_after >= 3.0  # not before its grace period
 
     # The alerts topic carries the same state change (what Grafana and `telestack tail` read).
-    consumer = KafkaConsumer(kafka_settings, f"check-{unique}", [f"alerts-{unique}"])
-    try:
-        events: list[Any] = []
-        wait_until(
-            lambda: events.extend(r.value for r in consumer.consume(100, 0.5)) or events,
-            timeout_s=20,
-            what="the alert on the alerts topic",
-        )
-        assert b'"state":"firing"' in events[0].replace(b" ", b"")
-    finally:
-        consumer.close()
+    events = read_topic(kafka_settings, f"alerts-{unique}", bool, 20, "the alert on the alerts topic")
+    assert b'"state":"firing"' in events[0].value.replace(b" ", b"")
 
     # Killed and restarted while firing: still firing (healthz counts it), not announced again.
     svc.kill()

@@ -18,12 +18,13 @@ from influxdb_client import InfluxDBClient
 from telestack.alerting.rules import load_rules
 from telestack.alerting.service import AlertingService
 from telestack.alerting.settings import AlertingOptions, AlertingSettings
-from telestack.core.kafka import KafkaConsumer, KafkaProducer
+from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import Point, format_point
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, MqttSettings, TopicSettings
 from telestack.core.topics import TopicLayout, create_topics
 from tests.alerting.conftest import HttpReceiver, SmtpServer
+from tests.kafka_reader import read_topic
 from tests.polling import wait_until
 
 RULES = """\
@@ -190,16 +191,8 @@ def test_fermenter_drifting_off_setpoint_fires_once_notifies_everywhere_and_reso
     ]
 
     # Every state change is on the alerts topic (JSON) ...
-    consumer = KafkaConsumer(h.settings.kafka, f"check-{time.time_ns()}", [h.settings.kafka.topics.alerts])
-    events: list[dict[str, Any]] = []
-    try:
-        wait_until(
-            lambda: events.extend(json.loads(r.value) for r in consumer.consume(100, 0.5)) or len(events) >= 3,
-            timeout_s=20,
-            what="alert events on Kafka",
-        )
-    finally:
-        consumer.close()
+    records = read_topic(h.settings.kafka, h.settings.kafka.topics.alerts, lambda got: len(got) >= 3, 20)
+    events: list[dict[str, Any]] = [json.loads(r.value) for r in records]
     setpoint_events = [e["state"] for e in events if e["rule"] == "fermenter_setpoint"]
     assert setpoint_events == ["pending", "firing", "resolved"]
     # ... and in InfluxDB (measurement alerts), for Grafana annotations.

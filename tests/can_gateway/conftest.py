@@ -15,10 +15,9 @@ from telestack.can_gateway.decoder import Frame
 from telestack.can_gateway.gateway import Gateway
 from telestack.can_gateway.settings import CanGatewaySettings
 from telestack.can_gateway.sources import read_log
-from telestack.core.kafka import KafkaConsumer, Record, ensure_topics
+from telestack.core.kafka import ensure_topics
 from telestack.core.settings import KafkaSettings
 from tests.harness import RunningService
-from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VEHICLE_DBC = ROOT / "config" / "dbc" / "telestack_vehicle.dbc"
@@ -72,23 +71,3 @@ def run_gateway() -> Iterator[Callable[[CanGatewaySettings], RunningService[Gate
     yield start
     for gateway in running:
         gateway.stop()
-
-
-def consume(
-    kafka: KafkaSettings, topic: str, done: Callable[[list[Record]], bool], timeout_s: float = 60
-) -> list[Record]:
-    """Records of `topic` from its beginning until `done(records)`."""
-    import uuid
-
-    consumer = KafkaConsumer(kafka, f"test-{uuid.uuid4().hex[:8]}", [topic])
-    got: list[Record] = []
-    try:
-
-        def more() -> bool:
-            got.extend(consumer.consume(1000, 0.5))
-            return done(got)
-
-        wait_until(more, timeout_s, interval_s=0, what=f"records of {topic}")
-    finally:
-        consumer.close()
-    return got

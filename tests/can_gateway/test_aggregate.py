@@ -15,7 +15,8 @@ from telestack.core.kafka import ensure_topics
 from telestack.core.lineproto import UInt, parse_lines
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings
-from tests.can_gateway.conftest import SESSION_LOG, consume, gateway_settings
+from tests.can_gateway.conftest import SESSION_LOG, gateway_settings
+from tests.kafka_reader import read_topic
 
 
 def test_windows_are_aligned_per_series_and_keep_types() -> None:
@@ -74,7 +75,7 @@ def test_gateway_aggregates_a_session_per_second(
     gateway = build_gateway(settings)
     assert gateway.run(Shutdown()) == 0
     # 3 s of frames starting at 1700000000.005: windows [0,1), [1,2), [2,3), [3,4) per series
-    records = consume(
+    records = read_topic(
         gateway_kafka,
         gateway_kafka.topics.telemetry,
         lambda got: sum(p.measurement == "VehicleSpeed" for r in got for p in parse_lines(r.value.decode())) >= 4,
@@ -138,7 +139,7 @@ def test_a_frame_the_aggregator_refuses_is_dead_lettered_and_the_gateway_goes_on
         gateway.flush(0.0, force=True)
     finally:
         assert gateway.outbox.close(30) == 0
-    telemetry = consume(
+    telemetry = read_topic(
         kafka,
         kafka.topics.telemetry,
         lambda got: sum(p.measurement == "Speed" for r in got for p in parse_lines(r.value.decode())) >= 3,

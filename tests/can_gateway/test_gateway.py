@@ -30,10 +30,10 @@ from tests.can_gateway.conftest import (
     GARBAGE_LOG,
     SESSION_LOG,
     VEHICLE_DBC,
-    consume,
     gateway_settings,
 )
 from tests.harness import RunningService
+from tests.kafka_reader import read_topic
 from tests.polling import wait_until
 
 
@@ -62,7 +62,7 @@ def test_recorded_session_reaches_kafka_exactly_as_cantools_decodes_it(
     assert gateway.stats.frames == total and gateway.stats.lines == total
     assert not gateway.stats.unknown and not gateway.stats.failed
 
-    telemetry = consume(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= total)
+    telemetry = read_topic(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= total)
     assert {r.key for r in telemetry} == {b"ved-01"} and {r.partition for r in telemetry} == {telemetry[0].partition}
     points = [point for line in _lines(telemetry) for point in parse_lines(line)]
     assert len(points) == total
@@ -86,7 +86,7 @@ def test_recorded_session_reaches_kafka_exactly_as_cantools_decodes_it(
         assert len(point.fields) == len(want)
     assert not expected  # every frame arrived, once
 
-    raw = consume(
+    raw = read_topic(
         gateway_kafka, gateway_kafka.topics.can_raw, lambda got: sum(len(decode_raw(r.value)) for r in got) >= total
     )
     by_bus = _raw_frames(raw)
@@ -124,7 +124,7 @@ def test_garbage_frames_are_counted_not_fatal(gateway_kafka: KafkaSettings, tmp_
         + _sample(gateway, "telestack_can_gateway_frames_total", bus="battery")
         == 12
     )
-    records = consume(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= 7)
+    records = read_topic(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= 7)
     points = [p for line in _lines(records) for p in parse_lines(line)]
     assert sorted(p.measurement for p in points) == ["BmsCellVoltages"] + ["EngineStatus"] * 2 + ["can_unknown"] * 4
     unknown = [p for p in points if p.measurement == "can_unknown"]
@@ -202,7 +202,7 @@ def test_three_live_buses_and_a_hot_reload_lose_no_frame(
     lap_frames = sent // 10
     assert 0 < unknown < lap_frames  # unknown before the reload, decoded after it
     assert stats.lines == sent - unknown
-    raw = consume(
+    raw = read_topic(
         gateway_kafka, gateway_kafka.topics.can_raw, lambda got: sum(len(decode_raw(r.value)) for r in got) >= sent
     )
     by_bus = _raw_frames(raw)
@@ -210,7 +210,7 @@ def test_three_live_buses_and_a_hot_reload_lose_no_frame(
     for bus in names:
         counters = [int.from_bytes(f[3], "little") for f in by_bus[bus]]
         assert counters == sorted(counters) and len(counters) == sent // 3  # every frame, in order, per bus
-    telemetry = consume(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= stats.lines)
+    telemetry = read_topic(gateway_kafka, gateway_kafka.topics.telemetry, lambda got: len(_lines(got)) >= stats.lines)
     laps = [p for line in _lines(telemetry) for p in parse_lines(line) if p.measurement == "Lap"]
     assert len(laps) == lap_frames - unknown
 
@@ -276,7 +276,7 @@ def test_simulated_vehicle_over_udp_multicast_reaches_kafka(
         _sample(running.service, "telestack_can_gateway_unreadable_input_total", bus="powertrain", kind="msgpack") == 1
     )
     assert running.service.stats.frames == total and not running.service.stats.failed
-    raw = consume(
+    raw = read_topic(
         gateway_kafka, gateway_kafka.topics.can_raw, lambda got: sum(len(decode_raw(r.value)) for r in got) >= total
     )
     received = {bus: [(f[1], f[3]) for f in frames] for bus, frames in _raw_frames(raw).items()}

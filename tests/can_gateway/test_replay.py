@@ -16,7 +16,8 @@ from telestack.core.kafka import KafkaProducer
 from telestack.core.lineproto import parse_lines
 from telestack.core.runtime import Shutdown
 from telestack.core.settings import KafkaSettings
-from tests.can_gateway.conftest import SESSION_LOG, VEHICLE_DBC, consume, gateway_settings
+from tests.can_gateway.conftest import SESSION_LOG, VEHICLE_DBC, gateway_settings
+from tests.kafka_reader import read_topic
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_corrected_dbc_redecodes_the_archive_into_telemetry(
     powertrain = [f for bus, f in session_frames if bus == "powertrain"]
     assert result.frames == len(powertrain) and result.lines == len(powertrain) and not result.failed
     total = len(session_frames) + len(powertrain)
-    records = consume(
+    records = read_topic(
         archived, archived.topics.telemetry, lambda got: sum(len(r.value.splitlines()) for r in got) >= total
     )
     wheels: dict[int, list[float]] = {}

@@ -18,8 +18,9 @@ from telestack.core.kafka import Record, ensure_topics
 from telestack.core.lineproto import parse_lines
 from telestack.core.settings import KafkaSettings
 from telestack.native.servers import KafkaServer
-from tests.can_gateway.conftest import consume, gateway_settings
+from tests.can_gateway.conftest import gateway_settings
 from tests.harness import RunningService
+from tests.kafka_reader import read_topic
 from tests.polling import wait_until
 
 
@@ -88,12 +89,12 @@ def test_kafka_outage_mid_stream_loses_nothing_and_keeps_order(
     assert spooled_during_outage > 20 and gateway.outbox.stats.outages >= 1
     assert not list((tmp_path / "spool").glob("*.spool"))  # drained and confirmed: nothing left to resend
     total = sum(sent.values())
-    raw = consume(kafka, "can.raw", lambda got: _unique_frames(got) >= total, timeout_s=90)
+    raw = read_topic(kafka, "can.raw", lambda got: _unique_frames(got) >= total, timeout_s=90)
     for name in names:
         records = sorted((r for r in raw if r.key == f"ved-01/{name}".encode()), key=lambda r: r.offset)
         counters = [int.from_bytes(f[3], "little") for r in records for f in decode_raw(r.value)]
         assert _first_seen(counters) == list(range(sent[name])), f"{name}: frames missing or out of order"
-    telemetry = consume(kafka, "telemetry", lambda got: _unique_lines(got) >= total, timeout_s=90)
+    telemetry = read_topic(kafka, "telemetry", lambda got: _unique_lines(got) >= total, timeout_s=90)
     for name in names:
         records = sorted((r for r in telemetry if r.key == f"ved-01/{name}".encode()), key=lambda r: r.offset)
         # VehicleSpeed (0.01 km/h per bit) carries the low 16 bits of the frame counter.

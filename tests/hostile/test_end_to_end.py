@@ -21,7 +21,7 @@ from benchmarks.e2e.influx import InfluxQuery
 
 from telestack.core.backoff import Backoff
 from telestack.core.influx_http import InfluxHttp
-from telestack.core.kafka import KafkaConsumer, KafkaProducer, Record, ensure_topics
+from telestack.core.kafka import KafkaProducer, Record, ensure_topics
 from telestack.core.lineproto import Point, UInt, parse_lines
 from telestack.core.mqtt import connect, make_client
 from telestack.core.settings import HttpSettings, InfluxSettings, KafkaSettings, MqttSettings, TopicSettings
@@ -36,6 +36,7 @@ from telestack.mqtt_bridge.settings import BridgeOptions, BridgeSettings
 from telestack.native import InfluxEndpoint
 from tests.harness import RunningService
 from tests.hostile import corpus
+from tests.kafka_reader import TopicReader
 from tests.polling import wait_until
 
 LOG = structlog.get_logger("hostile-e2e")
@@ -99,16 +100,15 @@ def _publish(client: paho.Client, topic: str, payload: bytes) -> None:
 
 
 def _dead_letters(kafka: KafkaSettings, expected: int) -> list[Record]:
-    consumer = KafkaConsumer(kafka, f"hostile-dlq-{time.monotonic_ns()}", [kafka.topics.dlq])
-    records: list[Record] = []
-    try:
+    """The dead letters once `expected` are there (after 20 s, what there is: the caller says what is missing),
+    and any more that come within a second."""
+    with TopicReader(kafka, [kafka.topics.dlq]) as reader:
+        letters = reader.records[kafka.topics.dlq]
         deadline = time.monotonic() + 20
-        while len(records) < expected and time.monotonic() < deadline:
-            records.extend(consumer.consume(500, 0.3))
-        records.extend(consumer.consume(500, 1.0))  # and nothing more than expected
-    finally:
-        consumer.close()
-    return records
+        while len(letters) < expected and time.monotonic() < deadline:
+            reader.poll(0.3)
+        reader.poll(1.0)  # and nothing more than expected
+        return letters
 
 
 def _stored(query: InfluxQuery) -> list[dict[str, str]]:

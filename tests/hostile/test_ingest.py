@@ -27,12 +27,12 @@ from telestack.actuator.errors import RequestError
 from telestack.actuator.ingest import IngestOptions, prepare_batch
 from telestack.actuator.settings import ActuatorOptions, ActuatorSettings
 from telestack.actuator.tokens import IngestGrant, TokenStore
-from telestack.core.kafka import KafkaConsumer, Record, ensure_topics
+from telestack.core.kafka import Record, ensure_topics
 from telestack.core.lineproto import parse_lines
 from telestack.core.settings import HttpSettings, KafkaSettings, LogSettings, MqttSettings, TopicSettings
 from telestack.native import KafkaEndpoint, MqttEndpoint
 from tests.hostile import corpus
-from tests.polling import wait_until
+from tests.kafka_reader import read_topic
 
 CASES = corpus.load("ingest_bodies.yaml")
 NOW_S = time.time()
@@ -169,22 +169,21 @@ def test_hostile_bodies_between_good_ones_through_the_real_endpoint(ingest_app: 
     assert not wrong, f"unexpected statuses (500 = crashed): {wrong}"
     assert all(reasons.values()), "every refusal carries a reason"
 
-    consumer = KafkaConsumer(kafka_settings, f"hostile-reader-{run}", [kafka_settings.topics.telemetry])
-    records: list[Record] = []
-    try:
+    def canaries(records: list[Record]) -> list[int]:
+        return sorted(
+            int(p.fields["seq"])
+            for r in records
+            for p in parse_lines(r.value.decode())
+            if p.measurement == "canary" and p.tags.get("run") == run
+        )
 
-        def canaries() -> list[int]:
-            records.extend(consumer.consume(500, 0.3))
-            return sorted(
-                int(p.fields["seq"])
-                for r in records
-                for p in parse_lines(r.value.decode())
-                if p.measurement == "canary" and p.tags.get("run") == run
-            )
-
-        wait_until(lambda: canaries() == list(range(len(CASES))), timeout_s=30, what="every canary in Kafka")
-    finally:
-        consumer.close()
+    records = read_topic(
+        kafka_settings,
+        kafka_settings.topics.telemetry,
+        lambda got: canaries(got) == list(range(len(CASES))),
+        30,
+        "every canary in Kafka",
+    )
     accepted_points = sum(1 for c in CASES if c["expect"] == "accepted")
     room = [p for r in records for p in parse_lines(r.value.decode()) if p.measurement == "room"]
     assert len(room) == accepted_points  # refused bodies put nothing in Kafka, accepted ones all of it

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import confluent_kafka
 import paho.mqtt.client as paho
 import pytest
 import yaml
 
-from telestack.core.kafka import Record, ensure_topics
+from telestack.core.kafka import ensure_topics
 from telestack.core.mqtt import connect, make_client
 from telestack.core.settings import KafkaSettings, MqttSettings, TopicSettings
-from telestack.core.topic_reader import assign_from, reader_consumer
 from telestack.mqtt_bridge.command import BridgeService
 from telestack.mqtt_bridge.rules import RuleSet, load_rules
 from telestack.mqtt_bridge.settings import BridgeOptions, BridgeSettings
 from tests.harness import RunningService
+from tests.kafka_reader import TopicReader
 from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,56 +53,6 @@ def shipped_rules() -> RuleSet:
 # --- integration helpers --------------------------------------------------------------------------------
 
 
-class Collector:
-    """Reads Kafka records of some topics, from the beginning, into lists per topic.
-
-    Each topic is assigned whole, in no consumer group (`telestack.core.topic_reader`): a group join waits for the
-    group coordinator, whose load took longer than the tests' waits on a loaded machine (the actuator's audit
-    test, ci30), and a collector that has not joined yet reads nothing.
-    """
-
-    def __init__(self, kafka: KafkaSettings, topics: list[str]) -> None:
-        self.records: dict[str, list[Record]] = {topic: [] for topic in topics}
-        self.errors: deque[str] = deque(maxlen=20)
-        self.consumers: dict[str, confluent_kafka.Consumer] = {}
-        try:
-            for topic in topics:
-                consumer = reader_consumer(kafka, "test-collector", error_cb=lambda err: self.errors.append(str(err)))
-                self.consumers[topic] = consumer
-                assign_from(consumer, topic, timeout_s=30)
-        except BaseException:
-            self.close()
-            raise
-
-    def poll(self) -> None:
-        for topic, consumer in self.consumers.items():
-            for message in consumer.consume(1000, 0.05):
-                if message.error() is None:
-                    self.records[topic].append(Record.from_message(message))
-                else:
-                    self.errors.append(str(message.error()))
-
-    def until(self, condition: Callable[[], bool], timeout_s: float = 30, what: str = "") -> None:
-        def check() -> bool:
-            self.poll()
-            return condition()
-
-        try:
-            wait_until(check, timeout_s=timeout_s, interval_s=0.01, what=what or "records in Kafka")
-        except pytest.fail.Exception as exc:  # say how far it got (ci54 said only "last value: False")
-            read = {topic: len(records) for topic, records in self.records.items()}
-            positions = {
-                topic: [(tp.partition, tp.offset) for tp in consumer.position(consumer.assignment())]
-                for topic, consumer in self.consumers.items()
-            }
-            pytest.fail(f"{exc}; read so far: {read}; positions: {positions}; Kafka errors: {list(self.errors)}")
-
-    def close(self) -> None:
-        for consumer in self.consumers.values():
-            consumer.close()
-        self.consumers.clear()
-
-
 @dataclass
 class BridgeHarness:
     """Topics, settings and helpers for one test: bridges started here are stopped at teardown."""
@@ -114,7 +62,7 @@ class BridgeHarness:
     prefix: str
     unique: str
     bridges: list[RunningService[BridgeService]] = field(default_factory=list)
-    collectors: list[Collector] = field(default_factory=list)
+    collectors: list[TopicReader] = field(default_factory=list)
 
     @property
     def topics(self) -> TopicSettings:
@@ -141,8 +89,9 @@ class BridgeHarness:
             wait_until(lambda: bridge.subscribed, what="bridge subscribed")
         return running
 
-    def collector(self) -> Collector:
-        collector = Collector(self.kafka, [self.topics.telemetry, self.topics.dlq, self.topics.commands])
+    def collector(self) -> TopicReader:
+        """A reader of this test's telemetry, dead-letter and commands topics, closed at teardown."""
+        collector = TopicReader(self.kafka, [self.topics.telemetry, self.topics.dlq, self.topics.commands])
         self.collectors.append(collector)
         return collector
 
