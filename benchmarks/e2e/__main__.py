@@ -8,7 +8,8 @@ time). It reports per stage and end to end: throughput, source-timestamp → que
 p50/p95/p99, CPU and RSS per process, loss and duplicates (every sequence number counted in InfluxDB).
 
 Output: readable figures, ``benchmarks/results/e2e-<time>.{json,md,png}``, and a last line holding one JSON
-object (``frames_per_s``, ``p99_ms``, ``lost``, ``duplicated``, ...).
+object (``frames_per_s``, ``p99_ms``, ``lost``, ``duplicated``, ..., ``car_target_met`` and, when not, every
+reason in ``car_target_not_met_because``: see `report.car_verdict`).
 
 ``--find-max`` raises the CAN rate step by step (fresh services, topics and bucket per step) until p99
 passes ``--max-p99-ms`` or a frame is lost, and reports the highest rate that held.
@@ -32,7 +33,7 @@ from typing import Any
 
 from benchmarks.e2e.ceiling import measure_ceiling
 from benchmarks.e2e.profile import Profiler
-from benchmarks.e2e.report import analyse, write_markdown, write_plot
+from benchmarks.e2e.report import analyse, car_verdict, write_markdown, write_plot
 from benchmarks.e2e.stack import BUSES, E2EStack, LoadSpec
 from telestack.native import Endpoints, NativeStack
 
@@ -236,12 +237,18 @@ def main(argv: list[str] | None = None) -> int:
             ceiling = measure_ceiling(endpoints.influx, f"e2e-{stamp}-ceiling", list(BUSES), say=_say)
             find_max = result.get("find_max")
             achieved = find_max["max_sustainable_frames_per_s"] if find_max else result["frames_per_s"] or 0
-            basis = "highest rate that held" if find_max else "steady-state rate of this run"
+            basis = (
+                "highest rate that held"
+                if find_max
+                else "this run's pace, capped by the load it offered: a lower bound, --find-max measures the most"
+                " that holds"
+            )
             if not find_max and result["lost"]:
                 achieved, basis = 0, "this run lost points: nothing held"
             result["ceiling_frames_per_s"] = ceiling.frames_per_s
             result["ratio_to_ceiling"] = round(achieved / ceiling.frames_per_s, 3)
             result["ceiling"] = {"shape": ceiling.shape.describe(), "basis": basis, "tried": ceiling.tried}
+    result["car_target_met"], result["car_target_not_met_because"] = car_verdict(result)
     (args.out / f"e2e-{stamp}.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(args.out / f"e2e-{stamp}.md", result, context)
     _say((args.out / f"e2e-{stamp}.md").read_text())

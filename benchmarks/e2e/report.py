@@ -11,7 +11,7 @@ from typing import Any
 from benchmarks.e2e.influx import SeqCount
 from benchmarks.e2e.stack import LoadResult, LoadSpec, RunObservations
 
-__all__ = ["analyse", "percentile", "write_markdown", "write_plot"]
+__all__ = ["analyse", "car_verdict", "percentile", "write_markdown", "write_plot"]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -198,13 +198,44 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-TARGET_FRAMES_PER_S = 27_000
+TARGET_FRAMES_PER_S = 27_000  # seed 001's car: 3 CAN buses at saturation
+TARGET_P99_MS = 1000
+# How far below the rate it is compared with a measured rate may be and still count as keeping pace. Both are
+# measured: the sender paces itself over the run, and the queryable pace is read from polls 0.25 s apart at the
+# ends of the steady state. A pipeline that keeps up shows ~0.1% below what was sent; one that falls behind drifts
+# further every second of a 5-minute run.
+PACE_TOLERANCE = 0.01
+
+
+def car_verdict(figures: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the run shows the car's load held end to end, and if not, every reason why.
+
+    Held: the load offered was the car's (`TARGET_FRAMES_PER_S`) or more and the sender kept to it; frames became
+    queryable as fast as they were sent (within `PACE_TOLERANCE`: a measured pace cannot exceed the load); p99
+    source → queryable within `TARGET_P99_MS`; nothing lost.
+    """
+    can = figures["can"]
+    offered = can["rate_per_bus"] * can["buses"]
+    sent = figures["stages"]["can_sender_frames_per_s"]
+    pace = figures["frames_per_s"] or 0.0
+    p99 = figures["p99_ms"]
+    reasons = []
+    if offered < TARGET_FRAMES_PER_S:
+        reasons.append(f"the load offered was {offered:,.0f} frames/s, under the car's {TARGET_FRAMES_PER_S:,}")
+    elif sent < offered * (1 - PACE_TOLERANCE):
+        reasons.append(f"the load generator sent {sent:,.0f} frames/s of the {offered:,.0f} offered")
+    if pace < sent * (1 - PACE_TOLERANCE):
+        reasons.append(f"frames became queryable at {pace:,.0f}/s, behind the {sent:,.0f}/s sent")
+    if p99 is None or p99 > TARGET_P99_MS:
+        reasons.append(f"p99 source → queryable {p99} ms, over {TARGET_P99_MS:,} ms")
+    if figures["lost"]:
+        reasons.append(f"{figures['lost']:,} points lost")
+    return not reasons, "; ".join(reasons)
 
 
 def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any]) -> None:
     can, mqtt, stages = figures["can"], figures["mqtt"], figures["stages"]
-    held = (figures["p99_ms"] or 1e9) <= 1000 and not figures["lost"]
-    target = held and figures["frames_per_s"] >= TARGET_FRAMES_PER_S
+    target, why_not = car_verdict(figures)
     lines = [
         "# telestack end-to-end load run",
         "",
@@ -233,8 +264,9 @@ def write_markdown(path: Path, figures: dict[str, Any], context: dict[str, Any])
         f"| CAN datagrams dropped by the kernel before the gateway read them | {can['udp_socket_drops']} |",
         f"| duplicated rows | **{figures['duplicated']}** |",
         f"| drain after the load stopped | {_drain(figures['drain_s'])} |",
-        f"| target ≥ {TARGET_FRAMES_PER_S:,} frames/s (seed 001's car, 3 buses at saturation), p99 ≤ 1 s, 0 loss | "
-        f"{'met' if target else 'NOT met'} |",
+        f"| target: {TARGET_FRAMES_PER_S:,} frames/s offered (seed 001's car, 3 buses at saturation) and kept pace "
+        f"with (queryable within {PACE_TOLERANCE:.0%} of the rate sent), p99 ≤ 1 s, 0 loss | "
+        f"{'met' if target else 'NOT met: ' + why_not} |",
     ]
     if "ceiling_frames_per_s" in figures:
         ceiling = figures["ceiling"]
