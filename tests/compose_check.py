@@ -264,11 +264,13 @@ class SequenceLoad:
         }
 
 
-def kill_main_process(project: Project, service: str) -> int:
-    """kill -9 of the container's main process, as a crash would (the engine restarts it: restart policy)."""
-    before = project.inspect(service)
-    os.kill(int(before["State"]["Pid"]), signal.SIGKILL)
-    return int(before["RestartCount"])  # read before the kill: the engine may restart it at once
+def kill_main_processes(project: Project, services: list[str]) -> dict[str, int]:
+    """kill -9 of each container's main process, as a crash would (the engine restarts it: restart policy), all
+    within a moment: the containers are inspected first. Returns each one's restart count before the kill."""
+    before = {service: project.inspect(service) for service in services}
+    for info in before.values():
+        os.kill(int(info["State"]["Pid"]), signal.SIGKILL)
+    return {service: int(info["RestartCount"]) for service, info in before.items()}
 
 
 def wait_healthy_again(
@@ -372,8 +374,8 @@ def faults_under_load(project: Project, rounds: list[list[str]], figures: dict[s
     try:
         time.sleep(5)
         for services in rounds:
+            restarts = kill_main_processes(project, services)
             killed_at = time.monotonic()
-            restarts = {service: kill_main_process(project, service) for service in services}
             say(f"kill -9 of the main process of {', '.join(services)}, at once")
             time.sleep(1)
             for service in services:
